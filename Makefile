@@ -1,0 +1,54 @@
+# lambda-sink: developer entry points. Everything a target needs is installed by the target itself.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STACK := $(PY) dev/stack
+PYTEST_ARGS ?=
+
+.PHONY: help venv lint test test-unit test-stack stack-up stack-down stack-status demo demo-down bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed  ## create .venv with the project and its dev tools
+
+lint: venv  ## ruff and mypy (strict on our packages)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check runtime operator
+	$(VENV)/bin/mypy
+
+test-unit: venv  ## fast tests, no stack
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+stack-up: venv  ## install what is missing and start Pulsar, Kubernetes API and Lambda locally
+	$(STACK) up
+
+stack-down: venv  ## stop everything the stack started
+	$(STACK) down
+
+stack-status: venv  ## what runs and where
+	$(STACK) status
+
+# The whole suite on the real local stack; the stack is stopped whatever the outcome.
+test: venv  ## the whole suite: starts the real stack, runs every test, stops the stack
+	$(STACK) up
+	set -o pipefail; rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; $(STACK) down; exit $$rc
+
+demo: venv  ## the product end to end on the local stack (see README)
+	$(PY) dev/demo.py
+
+demo-down: stack-down  ## stop the demo
+
+bench: venv  ## benchmarks; results printed and written to bench/results/
+	$(STACK) up
+	rc=0; $(PY) -m bench $(BENCH_ARGS) || rc=$$?; exit $$rc
+
+clean:
+	rm -rf $(VENV) .stack .mypy_cache .ruff_cache .pytest_cache

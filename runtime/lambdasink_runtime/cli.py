@@ -1,0 +1,288 @@
+"""`lambdasink-runtime`: load the configuration, check the function, run the pipeline, drain.
+
+Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 2 configuration error, 3 function check failed,
+1 anything else. A fatal start-up error is also written, as one line, to the termination-message
+file (env LAMBDASINK_TERMINATION_LOG, default /dev/termination-log when writable) so Kubernetes
+shows it in the pod status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import credentials
+from .config import load_config
+from .consumer import PulsarSource
+from .errors import ConfigError, FunctionCheckError, LambdaSinkError
+from .invoker import Invoker
+from .metrics import Metrics
+from .pipeline import Pipeline, Source
+from .schemas import SchemaRegistry
+from .server import HttpServer
+
+if TYPE_CHECKING:
+    from .config import RuntimeConfig
+
+EXIT_OK = 0
+EXIT_OTHER = 1
+EXIT_CONFIG = 2
+EXIT_FUNCTION_CHECK = 3
+ENV_TERMINATION_LOG = "LAMBDASINK_TERMINATION_LOG"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+#: /healthz fails when the receive loop has not turned for this long.
+STUCK_AFTER_S = 30.0
+
+log = logging.getLogger("lambdasink")
+
+EPILOG = """\
+configuration file (YAML or JSON; or the whole document in env LAMBDASINK_CONFIG):
+
+  pulsar:                       the consumer side
+    serviceUrl                  pulsar:// or pulsar+ssl:// URL (default pulsar://localhost:6650)
+    adminUrl                    admin REST URL for schema lookups (default http://localhost:8080)
+    topics | inputs             list (or comma-separated) of topics; or:
+    topicsPattern               a regex of topics (exactly one of topics / topicsPattern)
+    subscriptionName            default lambda-sink
+    subscriptionType            Shared (default) | Failover | Key_Shared | Exclusive
+    subscriptionInitialPosition Latest (default) | Earliest
+    maxRedeliverCount           > 0 enables the dead-letter policy (default 0: off)
+    deadLetterTopic             default <topic>-<subscription>-DLQ
+    negativeAckRedeliveryDelayMs  default 60000
+    receiverQueueSize           default 1000
+    authentication              {token: {file|env|value}} | {oauth2: {issuerUrl, privateKey,
+                                audience, scope}} | {tls: {certFile, keyFile}}
+    tlsTrustCertsFile, tlsAllowInsecureConnection, tlsHostnameVerification
+
+  sink:                         the reference connector's --sink-config object
+    awsRegion, lambdaFunctionName (required); awsEndpoint; awsAccessKey, awsSecretKey;
+    awsCredentialPluginName, awsCredentialPluginParam; synchronousInvocation (true);
+    payloadFormat (V1 | V2); metadataFields; batchMaxSize (10); batchMaxBytesSize (262144);
+    batchMaxTimeMs (5000); extensions: awsAssumeRoleArn, awsAssumeRoleSessionName,
+    awsAssumeRoleExternalId, maxInFlight (4), invokeMaxRetries (5), invokeBackoffInitialMs (200),
+    invokeBackoffMaxMs (20000), invokeTimeoutMs (60000)
+
+  runtime:                      the worker process
+    httpHost (0.0.0.0), httpPort (8081; env LAMBDASINK_HTTP_PORT overrides),
+    logLevel (INFO), drainTimeoutSeconds (30)
+
+secrets may come from the environment instead of the file: LAMBDASINK_AWS_ACCESS_KEY,
+LAMBDASINK_AWS_SECRET_KEY, LAMBDASINK_AWS_CREDENTIAL_PLUGIN_PARAM, LAMBDASINK_PULSAR_TOKEN.
+
+HTTP: /healthz (alive, loop not stuck), /readyz (subscribed and function checked; not while
+draining), /metrics (Prometheus text format).
+
+exit codes: 0 clean shutdown, 1 other error, 2 configuration error, 3 function check failed.
+"""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="lambdasink-runtime",
+        description="Consume Apache Pulsar topics and invoke an AWS Lambda function with them, "
+        "acknowledging each message only after Lambda has taken it.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="configuration file (YAML/JSON); default: the document in env LAMBDASINK_CONFIG",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate, print the effective configuration with secrets redacted, and exit",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="override runtime.logLevel",
+    )
+    return parser.parse_args(argv)
+
+
+class _OneLineFormatter(logging.Formatter):
+    """`time level logger: message key=value...` on one line (tracebacks folded with ' | ')."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.converter = time.gmtime
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + (
+            f".{int(record.msecs):03d}Z"
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\r", "").replace("\n", " | ")
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # The Pulsar C++ client is chatty at INFO; keep its warnings.
+    logging.getLogger("lambdasink.pulsar").setLevel(max(logging.WARNING, root.level))
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def write_termination_message(message: str) -> None:
+    """Best effort: the one-line reason Kubernetes puts into the pod's status.
+
+    Env LAMBDASINK_TERMINATION_LOG names the file (created if needed); otherwise
+    /dev/termination-log is written only if it already exists.
+    """
+    explicit = os.environ.get(ENV_TERMINATION_LOG)
+    target = Path(explicit or DEFAULT_TERMINATION_LOG)
+    # The default path is only used where Kubernetes provides it (it exists and is writable).
+    if not explicit and not (target.exists() and os.access(target, os.W_OK)):
+        return
+    with contextlib.suppress(OSError):
+        target.write_text(message.splitlines()[0][:4000] + "\n", encoding="utf-8")
+
+
+def _fatal(code: int, message: str) -> int:
+    print(f"lambdasink-runtime: {message}", file=sys.stderr)
+    write_termination_message(message)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level or "INFO")
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        return _fatal(EXIT_CONFIG, f"configuration error: {exc}")
+    if args.check_config:
+        print(json.dumps(cfg.redacted_dict(), indent=2, sort_keys=True))
+        return EXIT_OK
+    setup_logging(args.log_level or cfg.runtime.log_level)
+    try:
+        return run(cfg)
+    except ConfigError as exc:
+        return _fatal(EXIT_CONFIG, f"configuration error: {exc}")
+    except FunctionCheckError as exc:
+        return _fatal(EXIT_FUNCTION_CHECK, f"function check failed: {exc}")
+    except LambdaSinkError as exc:
+        return _fatal(EXIT_OTHER, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        log.exception("fatal error")
+        return _fatal(EXIT_OTHER, f"fatal error: {type(exc).__name__}: {exc}")
+
+
+def run(cfg: RuntimeConfig) -> int:
+    """Start everything, block until SIGTERM/SIGINT has been handled, return the exit code."""
+    metrics = Metrics()
+    state = _State()
+    server = HttpServer(
+        cfg.runtime.http_host,
+        cfg.runtime.http_port,
+        metrics=metrics,
+        healthy=state.healthy,
+        ready=state.ready,
+    ).start()
+    try:
+        log.info(
+            "starting: function=%s region=%s invocation=%s format=%s credentials=%s",
+            cfg.sink.lambda_function_name,
+            cfg.sink.aws_region,
+            "sync" if cfg.sink.synchronous_invocation else "async",
+            cfg.sink.payload_format,
+            credentials.describe(cfg.sink),
+        )
+        invoker = Invoker(cfg.sink, metrics=metrics)
+        try:
+            invoker.check_function()
+            state.function_checked = True
+            log.info("function %s is reachable", cfg.sink.lambda_function_name)
+            source = _open_source(cfg)
+            pipeline = Pipeline.from_config(
+                cfg.sink,
+                cfg.pulsar,
+                source,
+                invoker,
+                metrics=metrics,
+                drain_timeout_s=cfg.runtime.drain_timeout_s,
+            )
+            state.pipeline = pipeline
+            state.connected = True
+            asyncio.run(_serve(pipeline))
+        finally:
+            invoker.close()
+    finally:
+        server.close()
+    log.info("stopped cleanly")
+    return EXIT_OK
+
+
+def _open_source(cfg: RuntimeConfig) -> Source:
+    registry = SchemaRegistry(cfg.pulsar.admin_url, auth=cfg.pulsar.auth)
+    source = PulsarSource(cfg.pulsar, registry)
+    where = cfg.pulsar.topics_pattern or ",".join(cfg.pulsar.topics)
+    log.info(
+        "subscribed to %s as %s (%s)",
+        where,
+        cfg.pulsar.subscription_name,
+        cfg.pulsar.subscription_type,
+    )
+    return source
+
+
+async def _serve(pipeline: Pipeline) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, pipeline, sig)
+    await pipeline.run()
+
+
+def _on_signal(pipeline: Pipeline, sig: signal.Signals) -> None:
+    log.info("%s received: stop receiving, flush, wait for in-flight invocations", sig.name)
+    pipeline.stop()
+
+
+class _State:
+    """What the probes read; plain attributes written by the main thread."""
+
+    def __init__(self) -> None:
+        self.function_checked = False
+        self.connected = False
+        self.pipeline: Pipeline | None = None
+
+    def healthy(self) -> tuple[bool, str]:
+        p = self.pipeline
+        if p is None or not p.running:
+            return True, "starting" if p is None else "not running"
+        if p.draining:
+            return True, "draining"
+        stale = time.monotonic() - p.heartbeat
+        if stale > STUCK_AFTER_S:
+            return False, f"receive loop stuck for {stale:.0f}s"
+        return True, "running"
+
+    def ready(self) -> tuple[bool, str]:
+        p = self.pipeline
+        if not self.function_checked:
+            return False, "function not checked yet"
+        if not self.connected or p is None:
+            return False, "not subscribed yet"
+        if p.draining:
+            return False, "draining"
+        if not p.running:
+            return False, "pipeline not running"
+        return True, "ready"

@@ -1,0 +1,240 @@
+"""Lambda invocations: one boto3 client, our own retry policy, and error classification.
+
+botocore's retries are off (one attempt per call) so the policy here is the only one:
+
+- success: the call returned and carried no `FunctionError` (sync 200, async 202);
+- retried with bounded, jittered exponential backoff: function errors (Handled/Unhandled),
+  429 throttles (waiting at least `Retry-After`/`retryAfterSeconds`), 5xx, 409 conflicts
+  (function being updated), timeouts and connection errors;
+- not retried: 413 (the same payload can never fit; the pipeline splits multi-record batches)
+  and other 4xx (missing function, denied permission, bad request: configuration problems).
+
+The boto3 call is blocking and runs in a thread pool sized to `max_in_flight`; waits between
+attempts are `asyncio.sleep`, so a retrying batch holds no thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from .credentials import session_for
+from .errors import FunctionCheckError, InvokeError
+from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
+
+    from .config import SinkConfig
+
+log = logging.getLogger("lambdasink.invoker")
+
+MAX_RETRY_AFTER_S = 300.0
+_RETRIABLE_4XX = {409, 429}
+
+
+def failure_reason(err: InvokeError) -> str:
+    """A short, bounded label for metrics and nack reasons."""
+    if err.code == "FunctionError":
+        return "function_error"
+    if err.code in ("Timeout", "ConnectionError", "Credentials"):
+        return err.code.lower()
+    status = err.status or 0
+    if status == 429:
+        return "throttled"
+    if status == 413:
+        return "too_large"
+    if status >= 500:
+        return "server_error"
+    return {404: "not_found", 403: "forbidden", 400: "bad_request"}.get(status, "client_error")
+
+
+def classify(exc: Exception) -> InvokeError:
+    """Turn what botocore raised into an `InvokeError` saying whether a retry may help."""
+    if isinstance(exc, InvokeError):
+        return exc
+    if isinstance(exc, ClientError):
+        resp: dict[str, Any] = dict(exc.response)
+        error = resp.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        status = int(resp.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)) or None
+        message = str(error.get("Message", ""))[:300]
+        retry_after = _retry_after(resp, error)
+        retriable = status is None or status >= 500 or status in _RETRIABLE_4XX
+        return InvokeError(
+            f"{code} (HTTP {status}): {message}",
+            retriable=retriable,
+            code=code,
+            status=status,
+            retry_after_s=retry_after,
+        )
+    if isinstance(exc, ReadTimeoutError | ConnectTimeoutError):
+        return InvokeError(f"timed out: {exc}", retriable=True, code="Timeout")
+    if isinstance(exc, EndpointConnectionError | ConnectionClosedError):
+        return InvokeError(f"connection failed: {exc}", retriable=True, code="ConnectionError")
+    if isinstance(exc, NoCredentialsError):
+        return InvokeError("no AWS credentials found", retriable=False, code="Credentials")
+    if isinstance(exc, BotoCoreError):
+        return InvokeError(f"{type(exc).__name__}: {exc}", retriable=True, code="ConnectionError")
+    return InvokeError(f"{type(exc).__name__}: {exc}", retriable=False, code="Unexpected")
+
+
+def _retry_after(resp: dict[str, Any], error: dict[str, Any]) -> float | None:
+    raw = resp.get("retryAfterSeconds") or error.get("retryAfterSeconds")
+    if raw in (None, ""):
+        return None
+    try:
+        return max(0.0, min(float(raw), MAX_RETRY_AFTER_S))
+    except (TypeError, ValueError):
+        return None
+
+
+def _function_error(kind: str, body: bytes) -> InvokeError:
+    detail = ""
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        detail = f"{parsed.get('errorType', '')}: {str(parsed.get('errorMessage', ''))[:200]}"
+    return InvokeError(
+        f"function error ({kind}) {detail}".rstrip(), retriable=True, code="FunctionError"
+    )
+
+
+class Invoker:
+    """Invokes one Lambda function; `invoke` applies the retry policy and raises on failure."""
+
+    def __init__(
+        self,
+        sink: SinkConfig,
+        *,
+        session: boto3.Session | None = None,
+        metrics: Metrics | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.function = sink.lambda_function_name
+        self.invocation_type = "RequestResponse" if sink.synchronous_invocation else "Event"
+        self.max_retries = sink.invoke_max_retries
+        self.backoff_initial_s = sink.invoke_backoff_initial_ms / 1000
+        self.backoff_max_s = sink.invoke_backoff_max_ms / 1000
+        self.metrics = metrics or Metrics()
+        self._sleep = sleep
+        self._rng = rng
+        if session is None:
+            session = session_for(sink)
+        timeout_s = sink.invoke_timeout_ms / 1000
+        config = Config(
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            max_pool_connections=max(1, sink.max_in_flight),
+            connect_timeout=min(10.0, timeout_s),
+            read_timeout=timeout_s,
+            tcp_keepalive=True,
+            user_agent_extra="lambdasink",
+        )
+        self.client: LambdaClient = session.client(
+            "lambda",
+            region_name=sink.aws_region or None,
+            endpoint_url=sink.aws_endpoint or None,
+            config=config,
+        )
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, sink.max_in_flight), thread_name_prefix="invoke"
+        )
+
+    # -- start-up check -------------------------------------------------------------------
+
+    def check_function(self, attempts: int = 3) -> None:
+        """GetFunction: the function exists and we may reach it, or `FunctionCheckError`."""
+        name = self.function
+        for attempt in range(attempts):
+            try:
+                self.client.get_function(FunctionName=name)
+                return
+            except Exception as exc:  # noqa: BLE001 - classified below
+                err = classify(exc)
+            if err.status == 404:
+                raise FunctionCheckError(
+                    f"lambda function {name!r} not found ({err.code}); check lambdaFunctionName "
+                    "and awsRegion"
+                )
+            if err.status == 403 or err.code == "Credentials":
+                raise FunctionCheckError(
+                    f"access to lambda function {name!r} denied ({err.code}); the identity needs "
+                    "lambda:GetFunction and lambda:InvokeFunction"
+                )
+            if not err.retriable or attempt == attempts - 1:
+                raise FunctionCheckError(f"cannot check lambda function {name!r}: {err}")
+            time.sleep(min(self.backoff_max_s, self.backoff_initial_s * (1 << attempt)))
+
+    # -- invocations ----------------------------------------------------------------------
+
+    def invoke_once(self, payload: bytes) -> None:
+        """One attempt, blocking; raises a classified `InvokeError` on any failure."""
+        try:
+            resp = self.client.invoke(
+                FunctionName=self.function,
+                InvocationType=self.invocation_type,  # type: ignore[arg-type]
+                Payload=payload,
+            )
+            body = resp["Payload"].read() if "Payload" in resp else b""
+        except Exception as exc:  # classified: boto/network errors become InvokeError
+            raise classify(exc) from exc
+        kind = resp.get("FunctionError")
+        if kind:
+            raise _function_error(kind, body)
+
+    def backoff(self, attempt: int, err: InvokeError) -> float:
+        """Jittered exponential delay before retry `attempt` (0-based), at least Retry-After."""
+        base = min(self.backoff_max_s, self.backoff_initial_s * (1 << attempt))
+        delay = base / 2 + self._rng() * base / 2
+        if err.retry_after_s is not None:
+            delay = max(delay, err.retry_after_s)
+        return delay
+
+    async def invoke(self, payload: bytes) -> None:
+        """Invoke with the retry policy; returns on success, raises the last `InvokeError`."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        attempt = 0
+        try:
+            while True:
+                try:
+                    await loop.run_in_executor(self._pool, self.invoke_once, payload)
+                    self.metrics.invocations.inc(1, "success")
+                    return
+                except InvokeError as err:
+                    reason = failure_reason(err)
+                    if not err.retriable or attempt >= self.max_retries:
+                        self.metrics.invocations.inc(1, reason)
+                        raise
+                    delay = self.backoff(attempt, err)
+                    self.metrics.invoke_retries.inc(1, reason)
+                    log.debug("invoke retry %d in %.3fs: %s", attempt + 1, delay, err)
+                    attempt += 1
+                    await self._sleep(delay)
+        finally:
+            self.metrics.invoke_latency.observe(time.monotonic() - started)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.client.close()

@@ -1,0 +1,133 @@
+"""The worker's HTTP endpoints and the Prometheus text exposition."""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from lambdasink_runtime.metrics import Metrics
+from lambdasink_runtime.server import HttpServer
+
+
+class Probe:
+    def __init__(self) -> None:
+        self.ok = True
+        self.reason = "fine"
+
+    def __call__(self) -> tuple[bool, str]:
+        return self.ok, self.reason
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[HttpServer, Metrics, Probe, Probe]]:
+    metrics, healthy, ready = Metrics(), Probe(), Probe()
+    server = HttpServer("127.0.0.1", 0, metrics=metrics, healthy=healthy, ready=ready).start()
+    try:
+        yield server, metrics, healthy, ready
+    finally:
+        server.close()
+
+
+def get(server: HttpServer, path: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=5) as r:
+            return r.status, r.headers["Content-Type"], r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read().decode()
+
+
+def test_healthz_and_readyz_follow_their_checks(
+    served: tuple[HttpServer, Metrics, Probe, Probe],
+) -> None:
+    server, _, healthy, ready = served
+    assert get(server, "/healthz")[0] == 200
+    ready.ok, ready.reason = False, "draining"
+    status, _, body = get(server, "/readyz")
+    assert status == 503 and "draining" in body
+    healthy.ok, healthy.reason = False, "receive loop stuck for 40s"
+    status, _, body = get(server, "/healthz")
+    assert status == 503 and "stuck" in body
+
+
+def test_broken_check_is_not_ok(served: tuple[HttpServer, Metrics, Probe, Probe]) -> None:
+    server = HttpServer(
+        "127.0.0.1",
+        0,
+        metrics=Metrics(),
+        healthy=lambda: (True, ""),
+        ready=lambda: 1 / 0,  # type: ignore[arg-type,return-value]
+    ).start()
+    try:
+        status, _, body = get(server, "/readyz")
+    finally:
+        server.close()
+    assert status == 503 and "ZeroDivisionError" in body
+
+
+def test_unknown_path_is_404(served: tuple[HttpServer, Metrics, Probe, Probe]) -> None:
+    assert get(served[0], "/nope")[0] == 404
+
+
+def test_metrics_exposition(served: tuple[HttpServer, Metrics, Probe, Probe]) -> None:
+    server, m, _, _ = served
+    m.messages_received.inc(3)
+    m.invocations.inc(1, "success")
+    m.invocations.inc(2, "throttled")
+    m.messages_acked.inc(3)
+    m.messages_nacked.inc(1, "oversize")
+    m.invoke_retries.inc(1, 'we"ird\\')
+    m.batch_records.observe(3)
+    m.batch_bytes.observe(5000)
+    m.invoke_latency.observe(0.02)
+    m.invoke_latency.observe(100)
+    m.inflight.set(2)
+    m.oversize.inc()
+    status, ctype, body = get(server, "/metrics")
+    assert status == 200
+    assert ctype == "text/plain; version=0.0.4; charset=utf-8"
+    lines = body.splitlines()
+    for name, kind in [
+        ("lambdasink_messages_received_total", "counter"),
+        ("lambdasink_invocations_total", "counter"),
+        ("lambdasink_messages_acked_total", "counter"),
+        ("lambdasink_messages_nacked_total", "counter"),
+        ("lambdasink_invoke_retries_total", "counter"),
+        ("lambdasink_batch_records", "histogram"),
+        ("lambdasink_batch_bytes", "histogram"),
+        ("lambdasink_invoke_latency_seconds", "histogram"),
+        ("lambdasink_inflight_invocations", "gauge"),
+        ("lambdasink_oversize_records_total", "counter"),
+    ]:
+        assert f"# TYPE {name} {kind}" in lines
+        assert any(line.startswith(f"# HELP {name} ") for line in lines)
+    assert "lambdasink_messages_received_total 3" in lines
+    assert 'lambdasink_invocations_total{outcome="success"} 1' in lines
+    assert 'lambdasink_invocations_total{outcome="throttled"} 2' in lines
+    assert 'lambdasink_messages_nacked_total{reason="oversize"} 1' in lines
+    assert 'lambdasink_invoke_retries_total{reason="we\\"ird\\\\"} 1' in lines
+    assert 'lambdasink_batch_records_bucket{le="2"} 0' in lines
+    assert 'lambdasink_batch_records_bucket{le="5"} 1' in lines
+    assert 'lambdasink_invoke_latency_seconds_bucket{le="0.025"} 1' in lines
+    assert 'lambdasink_invoke_latency_seconds_bucket{le="60"} 1' in lines
+    assert 'lambdasink_invoke_latency_seconds_bucket{le="+Inf"} 2' in lines
+    assert "lambdasink_invoke_latency_seconds_count 2" in lines
+    assert "lambdasink_invoke_latency_seconds_sum 100.02" in lines
+    assert "lambdasink_inflight_invocations 2" in lines
+    # Every sample line is `name{labels} value` with a numeric value.
+    sample = re.compile(r'^[a-z_]+(\{[a-z]+="([^"\\]|\\.)*"(,[a-z]+="([^"\\]|\\.)*")*\})? \S+$')
+    for line in lines:
+        if not line.startswith("#"):
+            assert sample.match(line), line
+            float(line.rsplit(" ", 1)[1].replace("+Inf", "inf"))
+    assert body.endswith("\n")
+
+
+def test_counter_without_samples_renders_only_header() -> None:
+    m = Metrics()
+    text = m.render()
+    assert "lambdasink_messages_nacked_total{" not in text
+    assert "lambdasink_messages_acked_total 0" in text

@@ -44,7 +44,8 @@ test: venv  ## the whole suite: starts the real stack, runs every test, stops th
 demo: venv  ## the product end to end on the local stack (see README)
 	$(PY) dev/demo.py
 
-demo-down: stack-down  ## stop the demo
+demo-down: venv  ## stop the demo: the node agent (and every pod process), then the stack
+	$(PY) dev/demo.py down
 
 bench: venv  ## benchmarks; results printed and written to bench/results/
 	$(STACK) up

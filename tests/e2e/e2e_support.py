@@ -1,0 +1,107 @@
+"""Helpers of the e2e suite (shared by its conftest and tests).
+
+The product-level helpers are dev/demo.py's, so the suite drives exactly what `make demo` does.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO / "dev") not in sys.path:
+    sys.path.insert(0, str(REPO / "dev"))
+
+import demo  # noqa: E402
+
+T = TypeVar("T")
+JSON = dict[str, Any]
+
+
+def wait_for(
+    what: str, fn: Callable[[], T | None], timeout: float = 120.0, every: float = 0.5
+) -> T:
+    """Poll until fn returns something truthy; the failure names the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+def exited(pid: int) -> Callable[[], bool]:
+    """A wait_for condition: the process is gone."""
+    return functools.partial(_exited, pid)
+
+
+def _exited(pid: int) -> bool:
+    return not pid_alive(pid)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@dataclass
+class Product:
+    """The running product: stack details, the node agent and the operator from the chart."""
+
+    stack: Any  # demo.Stack
+    agent: Any  # node_agent.AgentHandle
+    tail: Any  # demo.RecordTail: every event the recorder got during the session
+
+    def invocations(self, topics: list[str]) -> list[Any]:
+        out: list[Any] = demo.invocations(self.stack, topics, self.tail)
+        return out
+
+    def items(self, topics: list[str]) -> list[JSON]:
+        out: list[JSON] = demo.received_items(self.stack, topics, self.tail)
+        return out
+
+    def wait_received(self, topics: list[str], count: int, timeout: float = 120) -> list[JSON]:
+        out: list[JSON] = demo.wait_received(self.stack, topics, count, timeout, self.tail)
+        return out
+
+    def worker_pids(self, namespace: str, sink: str, *, ready_only: bool = False) -> dict[str, int]:
+        """pod name -> pid of its running worker process (the node agent's containerID)."""
+        out: dict[str, int] = {}
+        for pod in demo.worker_pods(self.stack, namespace, sink):
+            if pod["metadata"].get("deletionTimestamp"):
+                continue
+            for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+                cid = cs.get("containerID", "")
+                if "running" in (cs.get("state") or {}) and cid.startswith("nodeagent://"):
+                    if ready_only and not cs.get("ready"):
+                        continue
+                    out[pod["metadata"]["name"]] = int(cid.removeprefix("nodeagent://"))
+        return out
+
+    def wait_workers(
+        self, namespace: str, sink: str, count: int, timeout: float = 120
+    ) -> dict[str, int]:
+        """Wait until exactly `count` ready workers run (and no other worker pod exists)."""
+
+        def settled() -> dict[str, int] | None:
+            pids = self.worker_pids(namespace, sink, ready_only=True)
+            pods = demo.worker_pods(self.stack, namespace, sink)
+            if len(pids) == count and len(pods) == count and all(map(pid_alive, pids.values())):
+                return pids if count else {"none": 0}
+            return None
+
+        result = wait_for(f"{count} ready worker(s) of {namespace}/{sink}", settled, timeout)
+        return {} if count == 0 else result
+
+
+__all__ = ["JSON", "Product", "demo", "exited", "pid_alive", "wait_for"]

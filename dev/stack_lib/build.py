@@ -1,0 +1,313 @@
+"""Install what the stack runs: Pulsar from Maven Central, Go-built binaries from the module proxy.
+
+Every artefact lands in <cache>/builds/<name>-<version>/, built in a temp dir and renamed, so an
+interrupted build never leaves a half-built cache entry. <cache>/bin/<tool> links the pinned one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import time
+import urllib.request
+from pathlib import Path
+
+from .common import (
+    VERSIONS,
+    StackError,
+    atomic_dir,
+    bin_dir,
+    builds_dir,
+    cache_dir,
+    link_bin,
+    log,
+)
+
+GO_BUILD_FLAGS = ["-trimpath", "-buildvcs=false", "-ldflags=-s -w"]
+
+
+def go_env(work: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(CGO_ENABLED="0", GOFLAGS="-buildvcs=false -mod=mod", GOWORK="off")
+    env.setdefault("GOPROXY", "https://proxy.golang.org,direct")
+    env["TMPDIR"] = str(work)
+    return env
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str], logfile: Path) -> None:
+    with logfile.open("a") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n")
+        out.flush()
+        rc = subprocess.call(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if rc != 0:
+        raise StackError(f"failed ({rc}): {' '.join(cmd)}; see {logfile}")
+
+
+def build_log(name: str) -> Path:
+    d = cache_dir() / "logs"
+    d.mkdir(parents=True, exist_ok=True)
+    return d / f"build-{name}.log"
+
+
+# --- Pulsar ------------------------------------------------------------------------------------
+
+
+def pulsar_home() -> Path:
+    return builds_dir() / f"pulsar-{VERSIONS['PULSAR_VERSION']}"
+
+
+def install_pulsar() -> Path:
+    ver = VERSIONS["PULSAR_VERSION"]
+
+    def build(tmp: Path) -> None:
+        url = (
+            f"{VERSIONS['MAVEN_CENTRAL']}/org/apache/pulsar/pulsar-server-distribution/{ver}/"
+            f"pulsar-server-distribution-{ver}-bin.tar.gz"
+        )
+        dl = cache_dir() / "downloads" / f"pulsar-{ver}.tar.gz"
+        dl.parent.mkdir(parents=True, exist_ok=True)
+        for stale in dl.parent.glob(f"{dl.name}.part*"):  # interrupted downloads
+            stale.unlink(missing_ok=True)
+        if not dl.exists() or sha1(dl) != VERSIONS["PULSAR_SHA1"]:
+            log(f"downloading {url}")
+            part = dl.parent / f"{dl.name}.part{os.getpid()}"
+            with urllib.request.urlopen(url, timeout=60) as resp, part.open("wb") as out:
+                shutil.copyfileobj(resp, out, 1 << 20)
+            got = sha1(part)
+            if got != VERSIONS["PULSAR_SHA1"]:
+                part.unlink()
+                raise StackError(f"pulsar download sha1 {got} != pinned {VERSIONS['PULSAR_SHA1']}")
+            os.replace(part, dl)
+        log(f"unpacking {dl.name}")
+        with tarfile.open(dl) as tf:
+            tf.extractall(tmp, filter="data")
+        (top,) = list(tmp.iterdir())
+        for child in top.iterdir():
+            child.rename(tmp / child.name)
+        top.rmdir()
+        # Keep only what standalone needs: drop bundled offloaders/connectors if present.
+        for extra in ("offloaders", "connectors"):
+            shutil.rmtree(tmp / extra, ignore_errors=True)
+
+    return atomic_dir(pulsar_home(), build)
+
+
+def sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- Go builds -----------------------------------------------------------------------------------
+
+
+def go_install(name: str, pkg: str, version: str, binaries: list[str]) -> Path:
+    """`go install pkg@version` into a versioned cache dir (for modules without replaces)."""
+    final = builds_dir() / f"{name}-{version}"
+
+    def build(tmp: Path) -> None:
+        logfile = build_log(name)
+        log(f"building {pkg}@{version} (log {logfile})")
+        env = go_env(tmp)
+        env["GOBIN"] = str(tmp / "bin")
+        env["GOFLAGS"] = "-buildvcs=false"
+        run(["go", "install", *GO_BUILD_FLAGS, f"{pkg}@{version}"], tmp, env, logfile)
+        for b in binaries:
+            if not (tmp / "bin" / b).exists():
+                raise StackError(f"{b} missing after go install {pkg}")
+
+    return atomic_dir(final, build)
+
+
+def wrapper_build(
+    name: str,
+    version: str,
+    requires: dict[str, str],
+    replaces: dict[str, str],
+    packages: dict[str, str],
+    ldflags: str = "",
+    godebug: str = "",
+) -> Path:
+    """Build main packages of a module that has local replaces, via a generated wrapper module.
+
+    `packages` maps output binary name -> import path.
+    """
+    final = builds_dir() / f"{name}-{version}"
+
+    def build(tmp: Path) -> None:
+        logfile = build_log(name)
+        src = tmp / "src"
+        src.mkdir()
+        lines = [f"module lambdasink.local/stackbuild/{name}", "", "go 1.25.0", ""]
+        if godebug:
+            lines += [f"godebug {godebug}", ""]
+        lines += ["require ("] + [f"\t{m} {v}" for m, v in sorted(requires.items())] + [")", ""]
+        if replaces:
+            lines += ["replace ("]
+            lines += [f"\t{m} => {m} {v}" for m, v in sorted(replaces.items())]
+            lines += [")", ""]
+        (src / "go.mod").write_text("\n".join(lines))
+        imports = "\n".join(f'\t_ "{p}"' for p in sorted(set(packages.values())))
+        (src / "tools.go").write_text(
+            f"//go:build tools\n\n// Package tools pins the commands this module builds.\n"
+            f"package tools\n\nimport (\n{imports}\n)\n"
+        )
+        env = go_env(tmp)
+        log(f"building {name} {version}: resolving modules (log {logfile})")
+        run(["go", "mod", "tidy"], src, env, logfile)
+        out = tmp / "bin"
+        out.mkdir()
+        flags = ["-trimpath", "-buildvcs=false", f"-ldflags=-s -w {ldflags}".strip()]
+        t0 = time.monotonic()
+        for binary, pkg in packages.items():
+            log(f"building {name}: {binary}")
+            run(["go", "build", *flags, "-o", str(out / binary), pkg], src, env, logfile)
+        log(f"built {name} in {time.monotonic() - t0:.0f}s")
+
+    return atomic_dir(final, build)
+
+
+def module_gomod(module: str, version: str) -> str:
+    """Text of a module's go.mod, fetched through the Go toolchain (honours GOPROXY)."""
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"{module}@{version}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=go_env(Path("/tmp")),
+        cwd="/tmp",
+    )
+    if out.returncode != 0:
+        raise StackError(f"go mod download {module}@{version}: {out.stdout}{out.stderr}")
+    return Path(json.loads(out.stdout)["GoMod"]).read_text()
+
+
+def install_kubernetes() -> Path:
+    ver = VERSIONS["KUBERNETES_VERSION"]
+    major, minor, _ = ver.lstrip("v").split(".", 2)
+    staging = f"v0.{minor}.{ver.split('.', 2)[2]}"
+    gomod = module_gomod("k8s.io/kubernetes", ver)
+    replaces = {
+        m: staging for m in re.findall(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", gomod, re.M)
+    }
+    godebug = (re.findall(r"^godebug\s+(\S+)", gomod, re.M) or [""])[0]
+    build_date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(0))
+    x = []
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        x += [
+            f"-X {pkg}.gitVersion={ver}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.buildDate={build_date}",
+        ]
+    return wrapper_build(
+        "kubernetes",
+        ver,
+        requires={"k8s.io/kubernetes": ver, **replaces},
+        replaces=replaces,
+        packages={
+            "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+            "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+        },
+        ldflags=" ".join(x),
+        godebug=godebug,
+    )
+
+
+def install_etcd() -> Path:
+    ver = VERSIONS["ETCD_VERSION"]
+    mods = ["api/v3", "client/pkg/v3", "client/v3", "pkg/v3", "server/v3", "etcdutl/v3"]
+    req = {f"go.etcd.io/etcd/{m}": ver for m in mods}
+    return wrapper_build(
+        "etcd",
+        ver,
+        requires=req,
+        replaces={},
+        packages={"etcd": "go.etcd.io/etcd/server/v3"},
+    )
+
+
+def install_rie() -> Path:
+    return go_install(
+        "aws-lambda-rie",
+        "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie",
+        VERSIONS["RIE_VERSION"],
+        ["aws-lambda-rie"],
+    )
+
+
+def install_helm() -> Path:
+    return go_install("helm", "helm.sh/helm/v3/cmd/helm", VERSIONS["HELM_VERSION"], ["helm"])
+
+
+INSTALLERS = {
+    "pulsar": install_pulsar,
+    "rie": install_rie,
+    "etcd": install_etcd,
+    "kubernetes": install_kubernetes,
+    "helm": install_helm,
+}
+
+
+def binaries() -> dict[str, str]:
+    """Paths of the pinned binaries (whether built yet or not)."""
+    b = builds_dir()
+    v = VERSIONS
+    return {
+        "etcd": str(b / f"etcd-{v['ETCD_VERSION']}" / "bin" / "etcd"),
+        "kube-apiserver": str(
+            b / f"kubernetes-{v['KUBERNETES_VERSION']}" / "bin" / "kube-apiserver"
+        ),
+        "kube-controller-manager": str(
+            b / f"kubernetes-{v['KUBERNETES_VERSION']}" / "bin" / "kube-controller-manager"
+        ),
+        "kubectl": str(b / f"kubernetes-{v['KUBERNETES_VERSION']}" / "bin" / "kubectl"),
+        "helm": str(b / f"helm-{v['HELM_VERSION']}" / "bin" / "helm"),
+        "aws-lambda-rie": str(b / f"aws-lambda-rie-{v['RIE_VERSION']}" / "bin" / "aws-lambda-rie"),
+        "pulsar": str(pulsar_home() / "bin" / "pulsar"),
+        "pulsar-admin": str(pulsar_home() / "bin" / "pulsar-admin"),
+    }
+
+
+def install(names: list[str] | None = None) -> dict[str, str]:
+    """Install the named components (default all) and link their binaries into <cache>/bin."""
+    for name in names or list(INSTALLERS):
+        t0 = time.monotonic()
+        existed = {
+            "pulsar": pulsar_home().exists(),
+        }.get(name)
+        INSTALLERS[name]()
+        if existed is False or time.monotonic() - t0 > 2:
+            log(f"{name} installed in {time.monotonic() - t0:.0f}s")
+    return link_all()
+
+
+def link_all() -> dict[str, str]:
+    """Link every pinned binary that exists into <cache>/bin; returns all pinned paths."""
+    paths = binaries()
+    for tool, path in paths.items():
+        if not Path(path).exists():
+            continue
+        if tool.startswith("pulsar"):
+            # Pulsar's scripts find their home from $0: a wrapper, not a symlink.
+            write_wrapper(tool, Path(path))
+        else:
+            link_bin(tool, Path(path))
+    return paths
+
+
+def write_wrapper(name: str, target: Path) -> None:
+    bin_dir().mkdir(parents=True, exist_ok=True)
+    tmp = bin_dir() / f".{name}.{os.getpid()}"
+    tmp.write_text(f'#!/bin/sh\nexec "{target}" "$@"\n')
+    tmp.chmod(0o755)
+    os.replace(tmp, bin_dir() / name)

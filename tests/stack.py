@@ -10,6 +10,7 @@ Other suites may use the same stack at the same time: a test gets its own Lambda
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -167,13 +168,14 @@ class Recorder:
 
     def entries(self) -> list[dict[str, Any]]:
         """[{ts, function, requestId, event}], oldest first."""
-        if not self.path.exists():
+        try:
+            with self.path.open(encoding="utf-8") as f:
+                # The handler appends under LOCK_EX: never read half a line while it writes.
+                fcntl.flock(f, fcntl.LOCK_SH)
+                text = f.read()
+        except FileNotFoundError:
             return []
-        out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                out.append(json.loads(line))
-        return out
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def events(self) -> list[Any]:
         return [e["event"] for e in self.entries()]

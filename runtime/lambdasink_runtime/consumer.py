@@ -36,6 +36,32 @@ _POSITIONS = {
     "Latest": pulsar.InitialPosition.Latest,
 }
 _PARTITION_SUFFIX = re.compile(r"-partition-\d+$")
+#: Schema.Type of Pulsar's wire protocol (PulsarApi.proto), as the C++ client reports it; the
+#: Python enum names only some of them. -1 is the C++ client's BYTES.
+_WIRE_SCHEMA_TYPES = {
+    -1: "BYTES",
+    0: "NONE",
+    1: "STRING",
+    2: "JSON",
+    3: "PROTOBUF",
+    4: "AVRO",
+    5: "BOOLEAN",
+    6: "INT8",
+    7: "INT16",
+    8: "INT32",
+    9: "INT64",
+    10: "FLOAT",
+    11: "DOUBLE",
+    12: "DATE",
+    13: "TIME",
+    14: "TIMESTAMP",
+    15: "KEY_VALUE",
+    16: "INSTANT",
+    17: "LOCAL_DATE",
+    18: "LOCAL_TIME",
+    19: "LOCAL_DATE_TIME",
+    20: "PROTOBUF_NATIVE",
+}
 
 
 def build_authentication(auth: PulsarAuth) -> pulsar.Authentication | None:
@@ -78,6 +104,7 @@ class PulsarSource:
     def __init__(self, cfg: PulsarConfig, registry: SchemaRegistry | None = None) -> None:
         self._registry = registry
         self._schemas: dict[tuple[str, int], SchemaInfo] = {}
+        self._latest_schemas: dict[str, SchemaInfo | None] = {}
         try:
             self._client = pulsar.Client(
                 cfg.service_url, logger=logging.getLogger("lambdasink.pulsar"), **client_kwargs(cfg)
@@ -141,8 +168,19 @@ class PulsarSource:
                 log.warning("client close failed: %s", exc)
 
     def _convert(self, msg: pulsar.Message) -> Record | Rejected:
-        mid = msg.message_id()
+        # The schema is looked up first so that the (frozen) Record is built once per message.
         topic = msg.topic_name()
+        version = _schema_version(msg)
+        schema: SchemaInfo | None = None
+        error: LambdaSinkError | None = None
+        try:
+            if version is None:
+                schema = self._latest(topic)
+            elif self._registry is not None:
+                schema = self._schema(topic, version)
+        except LambdaSinkError as exc:
+            error = exc
+        mid = msg.message_id()
         record = Record(
             topic=topic,
             value=msg.data() or b"",
@@ -154,43 +192,49 @@ class PulsarSource:
             properties=dict(msg.properties()),
             event_time_ms=msg.event_timestamp() or None,
             publish_time_ms=msg.publish_timestamp() or None,
+            schema=schema,
             handle=msg,
         )
-        version = _schema_version(msg)
-        if version is None or self._registry is None:
-            return record
+        return record if error is None else Rejected(record, error)
+
+    def _latest(self, topic: str) -> SchemaInfo | None:
+        """The schema for a message without a schema version (the broker's REST producer sends
+        such messages, so do clients writing raw bytes to a topic that has a schema): the
+        topic's current schema, as the reference's AUTO_CONSUME decodes them; None when the
+        topic has no schema. Asked once per topic over the client's own broker connection, so
+        schemaless topics need no admin URL."""
+        if topic in self._latest_schemas:  # per message: no regex on the hot path
+            return self._latest_schemas[topic]
+        base = _PARTITION_SUFFIX.sub("", topic)
+        if base in self._latest_schemas:
+            self._latest_schemas[topic] = self._latest_schemas[base]
+            return self._latest_schemas[base]
+        schema: SchemaInfo | None = None
         try:
-            schema = self._schema(topic, version)
-        except LambdaSinkError as exc:
-            return Rejected(record, exc)
-        return _with_schema(record, schema)
+            # The public wrapper does not expose the C++ client's schema lookup; -1 = latest.
+            info = self._client._client.get_schema_info(base, -1)
+        except pulsar.TopicNotFound:
+            pass  # what the broker answers for a topic without a schema
+        except pulsar.PulsarException as exc:
+            raise PulsarError(f"cannot look up the schema of {base}: {exc}") from exc
+        else:
+            kind = _WIRE_SCHEMA_TYPES.get(int(info.schema_type()), "UNKNOWN")
+            if kind != "NONE":
+                schema = SchemaInfo(type=kind, definition=info.schema(), name=base.split("/")[-1])
+        self._latest_schemas[base] = self._latest_schemas[topic] = schema
+        return schema
 
     def _schema(self, topic: str, version: int) -> SchemaInfo:
-        base = _PARTITION_SUFFIX.sub("", topic)
-        key = (base, version)
-        cached = self._schemas.get(key)
+        cached = self._schemas.get((topic, version))  # per message: no regex on the hot path
         if cached is None:
-            assert self._registry is not None
-            cached = self._registry.get(base, version)
-            self._schemas[key] = cached
+            base = _PARTITION_SUFFIX.sub("", topic)
+            cached = self._schemas.get((base, version))
+            if cached is None:
+                assert self._registry is not None
+                cached = self._registry.get(base, version)
+                self._schemas[(base, version)] = cached
+            self._schemas[(topic, version)] = cached
         return cached
-
-
-def _with_schema(record: Record, schema: SchemaInfo) -> Record:
-    return Record(
-        topic=record.topic,
-        value=record.value,
-        ledger_id=record.ledger_id,
-        entry_id=record.entry_id,
-        partition=record.partition,
-        batch_index=record.batch_index,
-        key=record.key,
-        properties=record.properties,
-        event_time_ms=record.event_time_ms,
-        publish_time_ms=record.publish_time_ms,
-        schema=schema,
-        handle=record.handle,
-    )
 
 
 def _schema_version(msg: pulsar.Message) -> int | None:

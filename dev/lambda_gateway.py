@@ -498,7 +498,12 @@ class Handler(BaseHTTPRequestHandler):
     # --- helpers
     def body(self) -> bytes:
         n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
+        data = self.rfile.read(n) if n else b""
+        if len(data) < n:
+            # The caller went away mid-request (e.g. a SIGKILLed runtime): never run the
+            # function with a truncated payload; closing the connection is all AWS would do.
+            raise ConnectionAbortedError(f"request body ended after {len(data)} of {n} bytes")
+        return data
 
     def send(
         self,

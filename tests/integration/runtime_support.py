@@ -453,17 +453,10 @@ def v2_item(
     return item
 
 
-def received_items(recorder: Recorder, *, killed_clients: bool = False) -> list[dict[str, Any]]:
-    """Every V2 item the recording function received, invocation by invocation.
-
-    killed_clients: the test SIGKILLs runtimes mid-request. The local gateway then may invoke
-    the function with `{}` for a request whose body never arrived (dev/lambda_gateway.py reads
-    Content-Length bytes and does not notice the short read); such events are skipped.
-    """
+def received_items(recorder: Recorder) -> list[dict[str, Any]]:
+    """Every V2 item the recording function received, invocation by invocation."""
     out: list[dict[str, Any]] = []
     for event in recorder.events():
-        if killed_clients and event == {}:
-            continue
         assert isinstance(event, list), f"not a V2 payload: {event!r}"
         out.extend(event)
     return out

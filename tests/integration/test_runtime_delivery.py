@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,19 +24,11 @@ from runtime_support import (
     unique_topic,
     wait_for,
 )
-from tests.stack import LambdaFaults, LambdaFunctions, Recorder, Stack
+from tests.stack import LambdaFaults, Recorder, Stack
 
 pytestmark = pytest.mark.integration
 
 N = 2000
-
-
-@pytest.fixture
-def runtimes(stack: Stack, tmp_path: Path, lambda_functions: LambdaFunctions) -> Iterator[Runtimes]:
-    """Runtime processes of the test; stopped before the test's Lambda functions are removed."""
-    rt = Runtimes(stack, tmp_path)
-    yield rt
-    rt.cleanup()
 
 
 def produce_numbers(stack: Stack, topic: str, n: int) -> None:
@@ -56,7 +46,7 @@ def produce_numbers(stack: Stack, topic: str, n: int) -> None:
 
 
 def numbers(recorder: Recorder) -> Counter[int]:
-    items = received_items(recorder, killed_clients=True)
+    items = received_items(recorder)
     return Counter(int(item["value"]) for item in items)
 
 

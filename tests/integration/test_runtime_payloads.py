@@ -20,10 +20,8 @@ import base64
 import json
 import math
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pulsar
@@ -66,21 +64,6 @@ from runtime_support import (
 from tests.stack import LambdaFunctions, Recorder, Stack
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def runtimes(stack: Stack, tmp_path: Path, lambda_functions: LambdaFunctions) -> Iterator[Runtimes]:
-    """Runtime processes of the test; stopped before the test's Lambda functions are removed."""
-    rt = Runtimes(stack, tmp_path)
-    yield rt
-    rt.cleanup()
-
-
-@pytest.fixture
-def client(stack: Stack) -> Iterator[Any]:
-    c = pulsar_client(stack)
-    yield c
-    c.close()
 
 
 class RawAvro(AvroSchema):  # type: ignore[misc]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,17 +19,9 @@ from runtime_support import (
     unique,
     unique_topic,
 )
-from tests.stack import LambdaFunctions, Recorder, Stack
+from tests.stack import Recorder, Stack
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def runtimes(stack: Stack, tmp_path: Path, lambda_functions: LambdaFunctions) -> Iterator[Runtimes]:
-    """Runtime processes of the test; stopped before the test's Lambda functions are removed."""
-    rt = Runtimes(stack, tmp_path)
-    yield rt
-    rt.cleanup()
 
 
 def fatal_line(stderr: str) -> str:

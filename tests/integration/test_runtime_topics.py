@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import re
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +14,6 @@ from runtime_support import (
     admin,
     canonical,
     create_topic,
-    pulsar_client,
     received_items,
     runtime_config,
     send,
@@ -29,21 +26,6 @@ from runtime_support import (
 from tests.stack import LambdaFaults, LambdaFunctions, Recorder, Stack
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def runtimes(stack: Stack, tmp_path: Path, lambda_functions: LambdaFunctions) -> Iterator[Runtimes]:
-    """Runtime processes of the test; stopped before the test's Lambda functions are removed."""
-    rt = Runtimes(stack, tmp_path)
-    yield rt
-    rt.cleanup()
-
-
-@pytest.fixture
-def client(stack: Stack) -> Iterator[Any]:
-    c = pulsar_client(stack)
-    yield c
-    c.close()
 
 
 def b64(data: bytes) -> str:

@@ -207,6 +207,10 @@ def run(cfg: RuntimeConfig) -> int:
             credentials.describe(cfg.sink),
         )
         invoker = Invoker(cfg.sink, metrics=metrics)
+        # Until the pipeline's own handlers are installed, a SIGTERM (a pod deleted while still
+        # starting) must end the process cleanly, not kill it mid-call with a signal status.
+        previous = signal.signal(signal.SIGTERM, _interrupt_start_up)
+        source: Source | None = None
         try:
             invoker.check_function()
             state.function_checked = True
@@ -223,12 +227,28 @@ def run(cfg: RuntimeConfig) -> int:
             state.pipeline = pipeline
             state.connected = True
             asyncio.run(_serve(pipeline))
+        except _StartUpInterrupted:
+            log.info("SIGTERM received during start-up: nothing was received, exiting")
+            if source is not None:
+                source.close()
         finally:
+            signal.signal(signal.SIGTERM, previous)
             invoker.close()
     finally:
         server.close()
     log.info("stopped cleanly")
     return EXIT_OK
+
+
+class _StartUpInterrupted(BaseException):
+    """SIGTERM arrived before the pipeline (and its graceful drain) was running.
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` on the way swallows it.
+    """
+
+
+def _interrupt_start_up(_signum: int, _frame: object) -> None:
+    raise _StartUpInterrupted
 
 
 def _open_source(cfg: RuntimeConfig) -> Source:

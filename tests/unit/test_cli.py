@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -141,3 +142,32 @@ def test_denied_function_exits_3(tmp_path: Path) -> None:
         res = run("--config", str(config(tmp_path, awsEndpoint=api.url)))
     assert res.returncode == 3
     assert "denied" in res.stderr and "'fn'" in res.stderr
+
+
+def test_sigterm_during_start_up_exits_0(tmp_path: Path) -> None:
+    # Pulsar at 127.0.0.1:1 refuses connections: the client keeps retrying the subscription, so
+    # the process is still starting when the pod would be deleted.
+    with LambdaApi() as api:
+        path = config(tmp_path, awsEndpoint=api.url)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LAMBDASINK_", "AWS_"))}
+        env["LAMBDASINK_TERMINATION_LOG"] = os.devnull
+        proc = subprocess.Popen(
+            [str(BIN), "--config", str(path)],
+            env=env,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "is reachable" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, rest = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, "".join(seen) + rest
+    assert "SIGTERM received during start-up" in rest

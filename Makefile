@@ -47,7 +47,7 @@ demo: venv  ## the product end to end on the local stack (see README)
 demo-down: venv  ## stop the demo: the node agent (and every pod process), then the stack
 	$(PY) dev/demo.py down
 
-bench: venv  ## benchmarks; results printed and written to bench/results/
+bench: venv  ## benchmarks; results printed, written to bench/results/ and bench/README.md
 	$(STACK) up
 	rc=0; $(PY) -m bench $(BENCH_ARGS) || rc=$$?; exit $$rc
 

@@ -168,8 +168,10 @@ class PulsarSource:
                 log.warning("client close failed: %s", exc)
 
     def _convert(self, msg: pulsar.Message) -> Record | Rejected:
-        # The schema is looked up first so that the (frozen) Record is built once per message.
-        topic = msg.topic_name()
+        # Per message, so: the schema is looked up first and the (frozen) Record built once, and
+        # the C++ message is read directly (pulsar.Message's accessors only delegate to it).
+        raw = msg._message
+        topic = raw.topic_name()
         version = _schema_version(msg)
         schema: SchemaInfo | None = None
         error: LambdaSinkError | None = None
@@ -180,18 +182,18 @@ class PulsarSource:
                 schema = self._schema(topic, version)
         except LambdaSinkError as exc:
             error = exc
-        mid = msg.message_id()
+        mid = raw.message_id()
         record = Record(
             topic=topic,
-            value=msg.data() or b"",
+            value=raw.data() or b"",
             ledger_id=mid.ledger_id(),
             entry_id=mid.entry_id(),
             partition=mid.partition(),
             batch_index=mid.batch_index(),
-            key=msg.partition_key() or None,
-            properties=dict(msg.properties()),
-            event_time_ms=msg.event_timestamp() or None,
-            publish_time_ms=msg.publish_timestamp() or None,
+            key=raw.partition_key() or None,
+            properties=dict(raw.properties()),
+            event_time_ms=raw.event_timestamp() or None,
+            publish_time_ms=raw.publish_timestamp() or None,
             schema=schema,
             handle=msg,
         )

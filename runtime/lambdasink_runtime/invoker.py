@@ -150,6 +150,9 @@ class Invoker:
             read_timeout=timeout_s,
             tcp_keepalive=True,
             user_agent_extra="lambdasink",
+            # Our own arguments (validated in config.py) on every call: botocore's per-call
+            # validation is ~5% of an invocation's CPU (bench/README.md).
+            parameter_validation=False,
         )
         self.client: LambdaClient = session.client(
             "lambda",

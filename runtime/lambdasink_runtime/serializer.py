@@ -78,18 +78,54 @@ __all__ = ["Serializer"]
 
 Conv = Callable[[Any], Any]
 
+_str = json.encoder.encode_basestring  # the C-accelerated encoder (ensure_ascii=False)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _CACHE_LIMIT = 512
 _PARTITION_RE = re.compile(r"-partition-(\d+)$")
+
+
+def _not_serializable(o: Any) -> Any:
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+# `_ENCODER.encode` builds a new C encoder on every call; one built once does the same work
+# (same separators, no ASCII escaping, NaN refused) at about half the cost per small object.
+# No circular-reference markers: the values come from decoders and cannot contain cycles.
+_C_ENCODE = (
+    json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None,
+        _not_serializable,
+        json.encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        False,
+    )
+    if getattr(json.encoder, "c_make_encoder", None) is not None
+    else None
+)
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# json.loads(data, parse_constant=...) builds a decoder per call; this one is built once.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _loads(data: bytes | str) -> Any:
-    """Strict JSON: NaN/Infinity literals are refused (they would break the whole batch)."""
-    return json.loads(data, parse_constant=_reject_constant)
+    """Strict JSON: NaN/Infinity literals are refused (they would break the whole batch).
+
+    Input handling is json.loads's: bytes in UTF-8/16/32 (BOM-detected), a str with a BOM refused.
+    """
+    if isinstance(data, str):
+        if data.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", data, 0)
+        return _DECODER.decode(data)
+    return _DECODER.decode(data.decode(json.detect_encoding(data), "surrogatepass"))
 
 
 def _nonfinite(x: float) -> str:
@@ -109,6 +145,10 @@ def _sanitize(obj: Any) -> Any:
 
 def _dumps(obj: Any) -> str:
     try:
+        if type(obj) is str:
+            return _str(obj)
+        if _C_ENCODE is not None:
+            return "".join(_C_ENCODE(obj, 0))
         return _ENCODER.encode(obj)
     except ValueError:
         return _ENCODER.encode(_sanitize(obj))
@@ -539,11 +579,20 @@ _BYTES_SCHEMA_INFO = {
 # --------------------------------------------------------------------------- metadata
 
 
+_TOPIC_PARTITIONS: dict[str, int | None] = {}  # topic → partition from its name (or None)
+
+
 def _partition_index(r: Record) -> int | None:
     if r.partition >= 0:
         return r.partition
-    m = _PARTITION_RE.search(r.topic)
-    return int(m.group(1)) if m else None
+    topic = r.topic
+    if topic in _TOPIC_PARTITIONS:
+        return _TOPIC_PARTITIONS[topic]
+    if len(_TOPIC_PARTITIONS) >= 4096:
+        _TOPIC_PARTITIONS.clear()
+    m = _PARTITION_RE.search(topic)
+    index = _TOPIC_PARTITIONS[topic] = int(m.group(1)) if m else None
+    return index
 
 
 def _meta_time(ms: int | None) -> str | int | None:
@@ -561,7 +610,6 @@ def _properties(r: Record) -> dict[str, str]:
 
 
 # V2 metadata rendered straight to JSON text: '"name":<json>' or None when absent.
-_str = json.encoder.encode_basestring  # the C-accelerated encoder (ensure_ascii=False)
 _TOPICS: dict[str, str] = {}
 
 
@@ -583,8 +631,20 @@ def _json_partition(r: Record) -> str | None:
     return None if index is None else f'"partitionIndex":{index}'
 
 
+_PROPERTIES: dict[tuple[tuple[str, str], ...], str] = {}  # producers repeat their properties
+
+
 def _json_properties(r: Record) -> str:
-    return '"properties":' + (_dumps(_properties(r)) if r.properties else "{}")
+    props = r.properties
+    if not props:
+        return '"properties":{}'
+    key = tuple(props.items())
+    text = _PROPERTIES.get(key)
+    if text is None:
+        if len(_PROPERTIES) >= 1024:
+            _PROPERTIES.clear()
+        text = _PROPERTIES[key] = '"properties":' + _dumps(_properties(r))
+    return text
 
 
 def _json_time(name: str) -> Callable[[Record], str | None]:

@@ -38,9 +38,18 @@ def epoch_units(value: int, per_second: int, digits: int, zone: str = "Z") -> st
     return f"{_day_prefix(days)}{_TWO[hour]}:{_TWO[minute]}:{_TWO[sec]}.{frac}{zone}"
 
 
+_SECONDS: dict[int, str] = {}  # epoch second → 'yyyy-MM-ddTHH:mm:ss.'; hot in metadata times
+
+
 def millis_utc(ms: int) -> str:
     """'yyyy-MM-ddTHH:mm:ss.SSSZ' (DATE, TIME, TIMESTAMP, timestamp-millis, metadata times)."""
-    return epoch_units(ms, 1000, 3)
+    seconds, fraction = divmod(ms, 1000)
+    prefix = _SECONDS.get(seconds)
+    if prefix is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        prefix = _SECONDS[seconds] = epoch_units(seconds * 1000, 1000, 3)[:-4]
+    return f"{prefix}{_THREE[fraction]}Z"
 
 
 def micros_utc(us: int) -> str:
@@ -75,13 +84,22 @@ def instant(seconds: int, nanos: int) -> str:
     return epoch_units(seconds * 1_000_000_000 + nanos, 1_000_000_000, 9)
 
 
+_DATES: dict[int, str] = {}  # epoch day → 'yyyy-MM-dd'
+
+
 def epoch_day(days: int) -> str:
     """Days since 1970-01-01 → 'yyyy-MM-dd' (LOCAL_DATE, Avro `date`)."""
+    text = _DATES.get(days)
+    if text is not None:
+        return text
     try:
         d = _EPOCH_DATE + timedelta(days=days)
     except OverflowError as exc:
         raise ValueError(f"epoch day {days} is outside the years 1..9999") from exc
-    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
+    if len(_DATES) >= 4096:
+        _DATES.clear()
+    text = _DATES[days] = f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
+    return text
 
 
 def _time_of_day(value: int, per_second: int, digits: int, keep: int) -> str:

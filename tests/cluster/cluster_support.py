@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -76,6 +77,15 @@ def wait_for(
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
+
+
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[,.]\d+ ")
+_DENIED = re.compile(r"Forbidden|\b403\b")
+
+
+def denied_lines(log: str) -> list[str]:
+    """Lines of an operator log that report an API call refused by RBAC (timestamps ignored)."""
+    return [line for line in log.splitlines() if _DENIED.search(_LOG_PREFIX.sub("", line))]
 
 
 def free_port() -> int:

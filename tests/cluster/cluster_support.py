@@ -15,12 +15,12 @@ import re
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from tests.stack import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "deploy/crds/lambdasink.dev_lambdasinks.yaml"
@@ -63,20 +63,6 @@ class Cluster:
     def apply(self, doc: dict[str, Any] | str, namespace: str) -> None:
         text = doc if isinstance(doc, str) else json.dumps(doc)
         self.kubectl("apply", "-n", namespace, "-f", "-", stdin=text)
-
-
-def wait_for(
-    what: str, fn: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.5
-) -> T:
-    """Poll until `fn` returns something truthy; fail naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
 
 
 _LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[,.]\d+ ")

@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster_support import EXAMPLES, Cluster, denied_lines, free_port, wait_for
+from cluster_support import EXAMPLES, Cluster, denied_lines, free_port
 from tests.helm_support import CHART, CI_VALUES, helm, kube_version, template_text
-from tests.stack import sa_kubeconfig
+from tests.stack import sa_kubeconfig, wait_for
 
 pytestmark = pytest.mark.cluster
 

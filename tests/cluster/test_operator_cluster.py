@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from cluster_support import EXAMPLES, REPO, Cluster, Operator, denied_lines, wait_for
+from cluster_support import EXAMPLES, REPO, Cluster, Operator, denied_lines
+from tests.stack import wait_for
 
 pytestmark = pytest.mark.cluster
 

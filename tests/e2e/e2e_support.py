@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,24 +16,17 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "dev") not in sys.path:
     sys.path.insert(0, str(REPO / "dev"))
 
+from tests.stack import wait_for as _wait_for  # noqa: E402
+
 import demo  # noqa: E402
 
 T = TypeVar("T")
 JSON = dict[str, Any]
 
 
-def wait_for(
-    what: str, fn: Callable[[], T | None], timeout: float = 120.0, every: float = 0.5
-) -> T:
-    """Poll until fn returns something truthy; the failure names the last value seen."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 120.0) -> T:
+    """The e2e flavour: processes start through the node agent, so the default wait is longer."""
+    return _wait_for(what, fn, timeout, every=0.5)
 
 
 def exited(pid: int) -> Callable[[], bool]:

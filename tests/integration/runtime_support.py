@@ -21,14 +21,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import pulsar
-from tests.stack import Recorder, Stack
+from tests.stack import Recorder, Stack, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -56,19 +56,6 @@ def unique(prefix: str) -> str:
 
 def unique_topic(prefix: str) -> str:
     return f"persistent://public/default/{unique(prefix)}"
-
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 60.0, every: float = 0.1) -> T:
-    """Poll `fn` until it returns something truthy; AssertionError naming `what` on timeout."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while True:
-        last = fn()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-        time.sleep(every)
 
 
 # --- the runtime process -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +23,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "dev"))
+
+from tests.stack import wait_for  # noqa: E402
 
 from node_agent_lib import control  # noqa: E402
 from node_agent_lib.kube import Kube, KubeError  # noqa: E402
@@ -32,18 +34,6 @@ pytestmark = pytest.mark.cluster
 T = TypeVar("T")
 JSON = dict[str, Any]
 NODE_LABEL = "lambdasink.dev/node-agent-test"
-
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 60.0) -> T:
-    """Poll fn until it returns something truthy; fail with the last value seen."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
 def pid_of(container_status: JSON) -> int:

@@ -91,6 +91,13 @@ def template_hash(dep: dict[str, Any] | None) -> str:
     )
 
 
+def patch_sink(cluster: Cluster, namespace: str, patch: str) -> None:
+    """A merge patch of the sample LambdaSink, as `kubectl patch --type=merge` sends it."""
+    cluster.kubectl(
+        "patch", "lambdasink", "orders-to-lambda", "-n", namespace, "--type=merge", "-p", patch
+    )
+
+
 def create_sample(cluster: Cluster, ns: str, sink: dict[str, Any] | None = None) -> dict[str, Any]:
     cluster.kubectl("apply", "-n", ns, "-f", str(EXAMPLES / "aws-credentials-secret.yaml"))
     doc = sink or local_sink()
@@ -313,16 +320,7 @@ def test_scale_subresource_and_spec_replicas(
     )
 
     before = template_hash(deployment(cluster, namespace))
-    cluster.kubectl(
-        "patch",
-        "lambdasink",
-        "orders-to-lambda",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"replicas":0}}',
-    )
+    patch_sink(cluster, namespace, '{"spec":{"replicas":0}}')
     wait_for(
         "Deployment replicas 0",
         lambda: (deployment(cluster, namespace) or {}).get("spec", {}).get("replicas") == 0,
@@ -337,16 +335,7 @@ def test_config_and_secret_changes_roll_the_pod_template(
 ) -> None:
     create_sample(cluster, namespace)
     first = template_hash(wait_for("the Deployment", lambda: deployment(cluster, namespace)))
-    cluster.kubectl(
-        "patch",
-        "lambdasink",
-        "orders-to-lambda",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"sinkConfig":{"batchMaxSize":1}}}',
-    )
+    patch_sink(cluster, namespace, '{"spec":{"sinkConfig":{"batchMaxSize":1}}}')
     second = wait_for(
         "a new config hash",
         when(lambda: template_hash(deployment(cluster, namespace)), lambda h: h != first),
@@ -426,14 +415,9 @@ def test_invalid_spec_leaves_the_running_deployment_alone(
     create_sample(cluster, namespace)
     dep = wait_for("the Deployment", lambda: deployment(cluster, namespace))
     # valid for the schema, invalid for the runtime's model (an unknown credential plugin)
-    cluster.kubectl(
-        "patch",
-        "lambdasink",
-        "orders-to-lambda",
-        "-n",
+    patch_sink(
+        cluster,
         namespace,
-        "--type=merge",
-        "-p",
         '{"spec":{"replicas":2,"sinkConfig":{"awsCredentialPluginName":"no such plugin"}}}',
     )
     obj = wait_for(
@@ -469,16 +453,7 @@ def test_invalid_spec_leaves_the_running_deployment_alone(
     assert template_hash(after) == template_hash(dep)
     assert after["spec"]["replicas"] == 1
 
-    cluster.kubectl(
-        "patch",
-        "lambdasink",
-        "orders-to-lambda",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"sinkConfig":{"awsCredentialPluginName":""}}}',
-    )
+    patch_sink(cluster, namespace, '{"spec":{"sinkConfig":{"awsCredentialPluginName":""}}}')
     wait_for(
         "ConfigValid=True again",
         lambda: condition(sink_status(cluster, namespace), "ConfigValid").get("status") == "True",
@@ -715,16 +690,7 @@ def test_operator_restart_catches_up(
     second.stop()
 
     # update: the spec changed while the operator was down
-    cluster.kubectl(
-        "patch",
-        "lambdasink",
-        "orders-to-lambda",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"replicas":2,"sinkConfig":{"payloadFormat":"V1"}}}',
-    )
+    patch_sink(cluster, namespace, '{"spec":{"replicas":2,"sinkConfig":{"payloadFormat":"V1"}}}')
     start_operator()
     updated = wait_for(
         "the Deployment updated after restart",
@@ -766,14 +732,9 @@ def test_deployment_refused_by_the_server_is_reported(
     assert events and events[0]["type"] == "Warning"
 
     # a value the Deployment validation refuses (422) is reported the same way
-    cluster.kubectl(
-        "patch",
-        "lambdasink",
-        "orders-to-lambda",
-        "-n",
+    patch_sink(
+        cluster,
         namespace,
-        "--type=merge",
-        "-p",
         '{"spec":{"pod":{"affinity":null,"tolerations":[{"operator":"Sometimes"}]}}}',
     )
     wait_for(

@@ -258,17 +258,19 @@ _PLUGIN_PARAM_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 }
 
 
+def _split_list(name: str, value: object, allowed: str) -> list[object]:
+    """A list given as Pulsar IO writes it (comma-separated string) or as a YAML/JSON list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",")]
+    if isinstance(value, list | tuple):
+        return [part.strip() if isinstance(part, str) else part for part in value]
+    raise ConfigError(name, value, allowed)
+
+
 def _parse_metadata_fields(name: str, value: object) -> tuple[str, ...]:
     allowed = "a comma-separated string or list of: " + ", ".join(METADATA_FIELDS)
-    items: list[object]
-    if isinstance(value, str):
-        items = [part.strip() for part in value.split(",")]
-    elif isinstance(value, list | tuple):
-        items = [part.strip() if isinstance(part, str) else part for part in value]
-    else:
-        raise ConfigError(name, value, allowed)
     out: list[str] = []
-    for item in items:
+    for item in _split_list(name, value, allowed):
         if item == "":
             continue
         if not isinstance(item, str) or item not in METADATA_FIELDS:
@@ -639,15 +641,8 @@ _PULSAR_KEYS = (
 
 def _parse_topics(name: str, value: object) -> tuple[str, ...]:
     allowed = "a non-empty list of topic names (or a comma-separated string)"
-    raw: list[object]
-    if isinstance(value, str):
-        raw = [t.strip() for t in value.split(",")]
-    elif isinstance(value, list | tuple):
-        raw = [t.strip() if isinstance(t, str) else t for t in value]
-    else:
-        raise ConfigError(name, value, allowed)
     out: list[str] = []
-    for topic in raw:
+    for topic in _split_list(name, value, allowed):
         if not isinstance(topic, str) or not topic or any(c.isspace() for c in topic):
             raise ConfigError(name, topic, allowed)
         if topic not in out:

@@ -85,32 +85,33 @@ class Operator:
     """`lambdasink-operator` as a subprocess, as a user (or the chart) runs it."""
 
     def __init__(self, kubeconfig: str, namespace: str, log_path: Path) -> None:
-        self.log_path = log_path
         self.health_port = free_port()
         self.metrics_port = free_port()
-        exe = Path(sys.executable).with_name("lambdasink-operator")
+        args = [
+            "--namespace",
+            namespace,
+            "--standalone",
+            "--log-level",
+            "DEBUG",
+            "--liveness",
+            f"http://127.0.0.1:{self.health_port}/healthz",
+            "--metrics-port",
+            str(self.metrics_port),
+        ]
         env = {
             **os.environ,
             "KUBECONFIG": kubeconfig,
             "LAMBDASINK_RUNTIME_IMAGE": "lambdasink-runtime:test",
         }
+        self._start(args, env, log_path)
+
+    def _start(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        """Start the process on `self.health_port`/`self.metrics_port`; wait until it is alive."""
+        self.log_path = log_path
         self._log = log_path.open("w")
+        exe = Path(sys.executable).with_name("lambdasink-operator")
         self.proc = subprocess.Popen(
-            [
-                str(exe),
-                "--namespace",
-                namespace,
-                "--standalone",
-                "--log-level",
-                "DEBUG",
-                "--liveness",
-                f"http://127.0.0.1:{self.health_port}/healthz",
-                "--metrics-port",
-                str(self.metrics_port),
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
+            [str(exe), *args], stdout=self._log, stderr=subprocess.STDOUT, env=env
         )
         wait_for("the operator's liveness endpoint", self._healthy, timeout=60)
 

@@ -16,16 +16,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
-import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from cluster_support import EXAMPLES, Cluster, denied_lines, free_port
+from cluster_support import EXAMPLES, Cluster, Operator, denied_lines, free_port
 from tests.helm_support import CHART, CI_VALUES, helm, kube_version, template_text
 from tests.stack import sa_kubeconfig, wait_for
 
@@ -150,7 +147,7 @@ def can_i(cluster: Cluster, kubeconfig: Path, *args: str) -> bool:
     return out.stdout.strip() == "yes"
 
 
-class ChartOperator:
+class ChartOperator(Operator):
     """`lambdasink-operator` with the args and env of the chart's Deployment, as the SA."""
 
     def __init__(self, cluster: Cluster, kubeconfig: Path, log_path: Path) -> None:
@@ -173,47 +170,15 @@ class ChartOperator:
                 env[var["name"]] = REL_NS
             else:
                 env[var["name"]] = "lambda-sink-operator-test"
-        self.log_path = log_path
-        self._log = log_path.open("w")
-        exe = Path(sys.executable).with_name("lambdasink-operator")
-        self.proc = subprocess.Popen(
-            [str(exe), *args], stdout=self._log, stderr=subprocess.STDOUT, env=env
-        )
-        wait_for("the operator's liveness endpoint", self._healthy, timeout=60)
-
-    def _healthy(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.log()}")
-        try:
-            url = f"http://127.0.0.1:{self.health_port}/healthz"
-            with urllib.request.urlopen(url, timeout=2) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        self._start(args, env, log_path)
 
     def counter(self, name: str) -> float:
         """Sum of a counter on the operator's /metrics (0 when absent)."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as r:
-            text = r.read().decode()
         return sum(
             float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
+            for line in self.metrics().splitlines()
             if line.startswith(name) and not line.startswith("#")
         )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
 
 
 def local_sink(stack: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,8 +9,10 @@ botocore's retries are off (one attempt per call) so the policy here is the only
 - not retried: 413 (the same payload can never fit; the pipeline splits multi-record batches)
   and other 4xx (missing function, denied permission, bad request: configuration problems).
 
-The boto3 call is blocking and runs in a thread pool sized to `max_in_flight`; waits between
-attempts are `asyncio.sleep`, so a retrying batch holds no thread.
+An attempt is blocking and runs in a thread pool sized to `max_in_flight`; waits between
+attempts are `asyncio.sleep`, so a retrying batch holds no thread. Invocations go through
+`lambda_http` (botocore's credentials and SigV4, our own kept-alive connections, ~3x less CPU
+per call) unless a proxy applies, in which case they use the boto3 client like GetFunction.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 from botocore.config import Config
@@ -38,6 +40,7 @@ from botocore.exceptions import (
 
 from .credentials import session_for
 from .errors import FunctionCheckError, InvokeError
+from .lambda_http import LambdaHttp, http_error, parse_retry_after, proxied
 from .metrics import Metrics
 
 if TYPE_CHECKING:
@@ -48,7 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lambdasink.invoker")
 
 MAX_RETRY_AFTER_S = 300.0
-_RETRIABLE_4XX = {409, 429}
+Transport = Literal["auto", "http", "botocore"]
 
 
 def failure_reason(err: InvokeError) -> str:
@@ -77,15 +80,8 @@ def classify(exc: Exception) -> InvokeError:
         code = str(error.get("Code", "Unknown"))
         status = int(resp.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)) or None
         message = str(error.get("Message", ""))[:300]
-        retry_after = _retry_after(resp, error)
-        retriable = status is None or status >= 500 or status in _RETRIABLE_4XX
-        return InvokeError(
-            f"{code} (HTTP {status}): {message}",
-            retriable=retriable,
-            code=code,
-            status=status,
-            retry_after_s=retry_after,
-        )
+        raw = resp.get("retryAfterSeconds") or error.get("retryAfterSeconds")
+        return http_error(status, code, message, parse_retry_after(raw, MAX_RETRY_AFTER_S))
     if isinstance(exc, ReadTimeoutError | ConnectTimeoutError):
         return InvokeError(f"timed out: {exc}", retriable=True, code="Timeout")
     if isinstance(exc, EndpointConnectionError | ConnectionClosedError):
@@ -95,16 +91,6 @@ def classify(exc: Exception) -> InvokeError:
     if isinstance(exc, BotoCoreError):
         return InvokeError(f"{type(exc).__name__}: {exc}", retriable=True, code="ConnectionError")
     return InvokeError(f"{type(exc).__name__}: {exc}", retriable=False, code="Unexpected")
-
-
-def _retry_after(resp: dict[str, Any], error: dict[str, Any]) -> float | None:
-    raw = resp.get("retryAfterSeconds") or error.get("retryAfterSeconds")
-    if raw in (None, ""):
-        return None
-    try:
-        return max(0.0, min(float(raw), MAX_RETRY_AFTER_S))
-    except (TypeError, ValueError):
-        return None
 
 
 def _function_error(kind: str, body: bytes) -> InvokeError:
@@ -131,6 +117,7 @@ class Invoker:
         metrics: Metrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        transport: Transport = "auto",
     ) -> None:
         self.function = sink.lambda_function_name
         self.invocation_type = "RequestResponse" if sink.synchronous_invocation else "Event"
@@ -160,6 +147,21 @@ class Invoker:
             endpoint_url=sink.aws_endpoint or None,
             config=config,
         )
+        self.http: LambdaHttp | None = None
+        endpoint = self.client.meta.endpoint_url
+        if transport == "http" or (transport == "auto" and not proxied(endpoint)):
+            core = session._session  # the botocore session behind boto3's
+            self.http = LambdaHttp(
+                endpoint_url=endpoint,
+                region=self.client.meta.region_name,
+                function=self.function,
+                invocation_type=self.invocation_type,
+                credentials=session.get_credentials(),
+                connect_timeout_s=min(10.0, timeout_s),
+                read_timeout_s=timeout_s,
+                ca_bundle=core.get_config_variable("ca_bundle"),
+                retry_after_cap_s=MAX_RETRY_AFTER_S,
+            )
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, sink.max_in_flight), thread_name_prefix="invoke"
         )
@@ -193,6 +195,16 @@ class Invoker:
 
     def invoke_once(self, payload: bytes) -> None:
         """One attempt, blocking; raises a classified `InvokeError` on any failure."""
+        if self.http is not None:
+            try:
+                kind, body = self.http.invoke(payload)
+            except InvokeError:
+                raise
+            except Exception as exc:  # credential refresh (STS) and signing failures
+                raise classify(exc) from exc
+            if kind:
+                raise _function_error(kind, body)
+            return
         try:
             resp = self.client.invoke(
                 FunctionName=self.function,
@@ -240,4 +252,6 @@ class Invoker:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.http is not None:
+            self.http.close()
         self.client.close()

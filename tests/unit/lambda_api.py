@@ -14,7 +14,9 @@ real Lambda would. Every request is recorded.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -58,6 +60,8 @@ class Request:
     headers: dict[str, str]
     body: bytes
     at: float
+    #: The client's (host, port): which kept-alive connection carried the request.
+    peer: tuple[str, int] = ("", 0)
 
 
 class LambdaApi:
@@ -72,11 +76,17 @@ class LambdaApi:
         self._lock = threading.Lock()
         self.assume_role_calls: list[dict[str, str]] = []
         self.sts_ttl_s = 3600
+        self._connections: set[Any] = set()
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body go out as separate writes
+
+            def setup(self) -> None:
+                super().setup()
+                with api._lock:
+                    api._connections.add(self.connection)
 
             def do_GET(self) -> None:
                 api._handle(self, "GET")
@@ -109,6 +119,14 @@ class LambdaApi:
         with self._lock:
             self._script.extend(replies)
 
+    def drop_connections(self) -> None:
+        """Close every client connection, as a server does with idle kept-alive ones."""
+        with self._lock:
+            conns, self._connections = list(self._connections), set()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
     def invocations(self) -> list[Request]:
         with self._lock:
             return [r for r in self.requests if r.path.endswith("/invocations")]
@@ -119,7 +137,8 @@ class LambdaApi:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
         path = urllib.parse.urlparse(h.path).path
-        req = Request(method, path, {k.lower(): v for k, v in h.headers.items()}, body, time.time())
+        headers = {k.lower(): v for k, v in h.headers.items()}
+        req = Request(method, path, headers, body, time.time(), h.client_address[:2])
         with self._lock:
             self.requests.append(req)
         reply = self._sts(body) if method == "POST" and path == "/" else self._lambda(req)

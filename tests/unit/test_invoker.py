@@ -15,7 +15,7 @@ from lambda_api import LambdaApi, Reply
 
 from lambdasink_runtime.config import SinkConfig
 from lambdasink_runtime.errors import FunctionCheckError, InvokeError
-from lambdasink_runtime.invoker import Invoker, classify, failure_reason
+from lambdasink_runtime.invoker import Invoker, Transport, classify, failure_reason
 from lambdasink_runtime.metrics import Metrics
 
 PAYLOAD = b'[{"value":"hello"}]'
@@ -53,9 +53,18 @@ class Sleeps:
         await asyncio.sleep(min(delay, 0.01))
 
 
-def make(api: LambdaApi, **overrides: object) -> tuple[Invoker, Sleeps, Metrics]:
+@pytest.fixture(params=["http", "botocore"])
+def transport(request: pytest.FixtureRequest) -> Transport:
+    """Every invocation test runs on both paths: the lean HTTP one and boto3's `invoke`."""
+    value: Transport = request.param
+    return value
+
+
+def make(
+    api: LambdaApi, transport: Transport = "auto", **overrides: object
+) -> tuple[Invoker, Sleeps, Metrics]:
     sleeps, metrics = Sleeps(), Metrics()
-    inv = Invoker(sink_for(api, **overrides), metrics=metrics, sleep=sleeps)
+    inv = Invoker(sink_for(api, **overrides), metrics=metrics, sleep=sleeps, transport=transport)
     return inv, sleeps, metrics
 
 
@@ -72,8 +81,10 @@ def failure(inv: Invoker, payload: bytes = PAYLOAD) -> InvokeError:
     return info.value
 
 
-def test_sync_success_sends_payload_as_request_response(api: LambdaApi) -> None:
-    inv, sleeps, metrics = make(api)
+def test_sync_success_sends_payload_as_request_response(
+    api: LambdaApi, transport: Transport
+) -> None:
+    inv, sleeps, metrics = make(api, transport)
     run(inv)
     (req,) = api.invocations()
     assert req.path == "/2015-03-31/functions/fn/invocations"
@@ -84,8 +95,8 @@ def test_sync_success_sends_payload_as_request_response(api: LambdaApi) -> None:
     assert metrics.invocations.value("success") == 1
 
 
-def test_event_invocation_202_is_success(api: LambdaApi) -> None:
-    inv, _, metrics = make(api, synchronous_invocation=False)
+def test_event_invocation_202_is_success(api: LambdaApi, transport: Transport) -> None:
+    inv, _, metrics = make(api, transport, synchronous_invocation=False)
     run(inv)
     (req,) = api.invocations()
     assert req.headers["x-amz-invocation-type"] == "Event"
@@ -93,9 +104,11 @@ def test_event_invocation_202_is_success(api: LambdaApi) -> None:
 
 
 @pytest.mark.parametrize("kind", ["Handled", "Unhandled"])
-def test_function_error_is_retried_then_fails(api: LambdaApi, kind: str) -> None:
+def test_function_error_is_retried_then_fails(
+    api: LambdaApi, kind: str, transport: Transport
+) -> None:
     api.script(*[Reply.function_error(kind)] * 4)
-    inv, sleeps, metrics = make(api, invoke_max_retries=3)
+    inv, sleeps, metrics = make(api, transport, invoke_max_retries=3)
     err = failure(inv)
     assert err.code == "FunctionError"
     assert kind in str(err) and "RuntimeError" in str(err)
@@ -107,26 +120,26 @@ def test_function_error_is_retried_then_fails(api: LambdaApi, kind: str) -> None
     assert metrics.invocations.value("success") == 0
 
 
-def test_function_error_then_success(api: LambdaApi) -> None:
+def test_function_error_then_success(api: LambdaApi, transport: Transport) -> None:
     api.script(Reply.function_error("Unhandled"))
-    inv, _, metrics = make(api)
+    inv, _, metrics = make(api, transport)
     run(inv)
     assert len(api.invocations()) == 2
     assert metrics.invocations.value("success") == 1
 
 
-def test_throttle_honours_retry_after(api: LambdaApi) -> None:
+def test_throttle_honours_retry_after(api: LambdaApi, transport: Transport) -> None:
     api.script(Reply.error(429, "TooManyRequestsException", "Rate exceeded", retry_after=0.05))
-    inv, sleeps, metrics = make(api)
+    inv, sleeps, metrics = make(api, transport)
     run(inv)
     assert len(api.invocations()) == 2
     assert sleeps.delays and sleeps.delays[0] >= 0.05  # backoff alone would be <= 4 ms
     assert metrics.invoke_retries.value("throttled") == 1
 
 
-def test_throttle_retry_after_is_parsed_by_botocore(api: LambdaApi) -> None:
+def test_throttle_retry_after_is_parsed_by_botocore(api: LambdaApi, transport: Transport) -> None:
     api.script(Reply.error(429, "TooManyRequestsException", retry_after=0.02))
-    inv, _, _ = make(api, invoke_max_retries=0)
+    inv, _, _ = make(api, transport, invoke_max_retries=0)
     err = failure(inv)
     assert err.status == 429 and err.retriable
     assert err.retry_after_s == pytest.approx(0.02)
@@ -136,36 +149,38 @@ def test_throttle_retry_after_is_parsed_by_botocore(api: LambdaApi) -> None:
     ("status", "code"),
     [(500, "ServiceException"), (502, "EC2UnexpectedException"), (503, "ServiceUnavailable")],
 )
-def test_server_errors_are_retried(api: LambdaApi, status: int, code: str) -> None:
+def test_server_errors_are_retried(
+    api: LambdaApi, status: int, code: str, transport: Transport
+) -> None:
     api.script(Reply.error(status, code), Reply.error(status, code))
-    inv, sleeps, metrics = make(api)
+    inv, sleeps, metrics = make(api, transport)
     run(inv)
     assert len(api.invocations()) == 3
     assert len(sleeps.delays) == 2
     assert metrics.invoke_retries.value("server_error") == 2
 
 
-def test_botocore_does_not_retry_on_its_own(api: LambdaApi) -> None:
+def test_botocore_does_not_retry_on_its_own(api: LambdaApi, transport: Transport) -> None:
     api.script(Reply.error(503, "ServiceUnavailable"), Reply.error(503, "ServiceUnavailable"))
-    inv, _, _ = make(api, invoke_max_retries=0)
+    inv, _, _ = make(api, transport, invoke_max_retries=0)
     err = failure(inv)
     assert err.status == 503 and err.retriable
     assert len(api.invocations()) == 1  # our policy is the only one
 
 
-def test_retries_are_bounded(api: LambdaApi) -> None:
+def test_retries_are_bounded(api: LambdaApi, transport: Transport) -> None:
     api.script(*[Reply.error(500, "ServiceException")] * 10)
-    inv, sleeps, _ = make(api, invoke_max_retries=2)
+    inv, sleeps, _ = make(api, transport, invoke_max_retries=2)
     err = failure(inv)
     assert err.status == 500
     assert len(api.invocations()) == 3
     assert all(d <= 0.004 for d in sleeps.delays)  # capped by invokeBackoffMaxMs
 
 
-def test_413_is_not_retried_with_the_same_payload(api: LambdaApi) -> None:
+def test_413_is_not_retried_with_the_same_payload(api: LambdaApi, transport: Transport) -> None:
     small = LambdaApi(max_body=10)
     with small:
-        inv, sleeps, metrics = make(small)
+        inv, sleeps, metrics = make(small, transport)
         err = failure(inv)
         assert err.status == 413 and not err.retriable
         assert err.code == "RequestTooLargeException"
@@ -184,10 +199,10 @@ def test_413_is_not_retried_with_the_same_payload(api: LambdaApi) -> None:
     ],
 )
 def test_configuration_errors_are_not_retried(
-    api: LambdaApi, status: int, code: str, reason: str
+    api: LambdaApi, status: int, code: str, reason: str, transport: Transport
 ) -> None:
     api.script(Reply.error(status, code))
-    inv, sleeps, _ = make(api)
+    inv, sleeps, _ = make(api, transport)
     err = failure(inv)
     assert (err.status, err.code, err.retriable) == (status, code, False)
     assert failure_reason(err) == reason
@@ -195,22 +210,22 @@ def test_configuration_errors_are_not_retried(
     assert sleeps.delays == []
 
 
-def test_missing_function_at_invoke_is_a_404(api: LambdaApi) -> None:
-    inv, _, _ = make(api, lambda_function_name="nope")
+def test_missing_function_at_invoke_is_a_404(api: LambdaApi, transport: Transport) -> None:
+    inv, _, _ = make(api, transport, lambda_function_name="nope")
     err = failure(inv)
     assert err.status == 404 and not err.retriable
 
 
-def test_timeout_is_retried(api: LambdaApi) -> None:
+def test_timeout_is_retried(api: LambdaApi, transport: Transport) -> None:
     api.script(Reply(200, b"null", delay_s=1.0))
-    inv, sleeps, metrics = make(api, invoke_timeout_ms=300)
+    inv, sleeps, metrics = make(api, transport, invoke_timeout_ms=300)
     run(inv)
     assert len(api.invocations()) == 2
     assert metrics.invoke_retries.value("timeout") == 1
     assert len(sleeps.delays) == 1
 
 
-def test_connection_refused_is_retriable() -> None:
+def test_connection_refused_is_retriable(transport: Transport) -> None:
     with LambdaApi() as gone:
         url = gone.url
     sink = SinkConfig(
@@ -221,15 +236,15 @@ def test_connection_refused_is_retriable() -> None:
         aws_secret_key="x",
         invoke_max_retries=0,
     )
-    inv = Invoker(sink)
+    inv = Invoker(sink, transport=transport)
     with pytest.raises(InvokeError) as info:
         run(inv)
     assert info.value.retriable
     assert failure_reason(info.value) == "connectionerror"
 
 
-def test_client_is_sized_and_not_retrying(api: LambdaApi) -> None:
-    inv, _, _ = make(api, max_in_flight=7)
+def test_client_is_sized_and_not_retrying(api: LambdaApi, transport: Transport) -> None:
+    inv, _, _ = make(api, transport, max_in_flight=7)
     try:
         cfg = inv.client.meta.config
         assert getattr(cfg, "max_pool_connections", None) == 7
@@ -238,8 +253,8 @@ def test_client_is_sized_and_not_retrying(api: LambdaApi) -> None:
         inv.close()
 
 
-def test_jittered_backoff_grows_and_is_capped(api: LambdaApi) -> None:
-    inv, _, _ = make(api, invoke_backoff_initial_ms=100, invoke_backoff_max_ms=1000)
+def test_jittered_backoff_grows_and_is_capped(api: LambdaApi, transport: Transport) -> None:
+    inv, _, _ = make(api, transport, invoke_backoff_initial_ms=100, invoke_backoff_max_ms=1000)
     try:
         err = InvokeError("x", retriable=True)
         for attempt, cap in [(0, 0.1), (1, 0.2), (2, 0.4), (5, 1.0)]:

@@ -563,8 +563,35 @@ def _json_codec(definition: str) -> _Codec:
     return _Codec(obj, text)
 
 
-_BASE64 = _codec_from(_b64)
-_PRIMITIVE_CODECS = {name: _codec_from(dec) for name, dec in _PRIMITIVE_DECODERS.items()}
+def _int_text(name: str, fmt: str) -> Callable[[bytes], str]:
+    """An integer's JSON is its decimal digits: no trip through the JSON encoder."""
+    unpack = struct.Struct(fmt).unpack
+    size = struct.calcsize(fmt)
+
+    def text(data: bytes) -> str:
+        _fixed_size(name, size, data)
+        return str(unpack(data)[0])
+
+    return text
+
+
+def _boolean_text(data: bytes) -> str:
+    return "true" if _boolean(data) else "false"
+
+
+_PRIMITIVE_TEXTS: dict[str, Callable[[bytes], str]] = {
+    "STRING": lambda data: _str(data.decode("utf-8", "replace")),
+    "BOOLEAN": _boolean_text,
+    "INT8": _int_text("INT8", ">b"),
+    "INT16": _int_text("INT16", ">h"),
+    "INT32": _int_text("INT32", ">i"),
+    "INT64": _int_text("INT64", ">q"),
+}
+_BASE64 = _Codec(_b64, lambda data: f'"{_b64(data)}"')  # base64 needs no JSON escaping
+_PRIMITIVE_CODECS = {
+    name: _Codec(dec, _PRIMITIVE_TEXTS[name]) if name in _PRIMITIVE_TEXTS else _codec_from(dec)
+    for name, dec in _PRIMITIVE_DECODERS.items()
+}
 
 _BYTES_SCHEMA_INFO = {
     "name": "Bytes",
@@ -595,80 +622,140 @@ def _partition_index(r: Record) -> int | None:
     return index
 
 
-def _meta_time(ms: int | None) -> str | int | None:
-    if not ms:
-        return None
-    try:
-        return timefmt.millis_utc(ms)
-    except ValueError:
-        return ms
-
-
 def _properties(r: Record) -> dict[str, str]:
     p = r.properties
     return p if type(p) is dict else dict(p)
 
 
-# V2 metadata rendered straight to JSON text: '"name":<json>' or None when absent.
-_TOPICS: dict[str, str] = {}
+class _Fragments:
+    """Bounded caches of V2 metadata fragments ('"name":<json>,'): messages repeat them."""
+
+    def __init__(self) -> None:
+        self.topics: dict[str, tuple[str, str]] = {}  # topic → (topic, name-derived partition)
+        self.properties: dict[tuple[tuple[str, str], ...], str] = {}
+        self.event_seconds: dict[int, str] = {}  # epoch second → '"eventTime":"yyyy-…:ss.'
+        self.publish_seconds: dict[int, str] = {}
+
+    def topic(self, topic: str) -> tuple[str, str]:
+        if len(self.topics) >= _FRAGMENT_LIMIT:
+            self.topics.clear()
+        m = _PARTITION_RE.search(topic)
+        part = f'"partitionIndex":{int(m.group(1))},' if m else ""
+        frags = self.topics[topic] = (f'"topic":{_str(topic)},', part)
+        return frags
+
+    def props(self, key: tuple[tuple[str, str], ...]) -> str:
+        if len(self.properties) >= _FRAGMENT_LIMIT:
+            self.properties.clear()
+        text = self.properties[key] = f'"properties":{_dumps(dict(key))},'
+        return text
+
+    @staticmethod
+    def time(cache: dict[int, str], name: str, ms: int) -> str:
+        """'"name":"yyyy-MM-ddTHH:mm:ss.SSSZ",', or the raw millis outside the years 1..9999."""
+        seconds, fraction = divmod(ms, 1000)
+        prefix = cache.get(seconds)
+        if prefix is None:
+            try:
+                prefix = f'"{name}":"{timefmt.second_prefix(seconds)}'
+            except ValueError:
+                return f'"{name}":{ms},'
+            if len(cache) >= _FRAGMENT_LIMIT:
+                cache.clear()
+            cache[seconds] = prefix
+        return f'{prefix}{_MILLIS[fraction]}Z",'
 
 
-def _json_topic(topic: str) -> str:
-    text = _TOPICS.get(topic)
-    if text is None:
-        if len(_TOPICS) >= 4096:
-            _TOPICS.clear()
-        text = _TOPICS[topic] = '"topic":' + _str(topic)
-    return text
+_FRAGMENT_LIMIT = 4096
+_MILLIS = timefmt.MILLIS_DIGITS
+_NO_PROPERTIES = '"properties":{},'
 
 
-def _json_key(r: Record) -> str | None:
-    return None if r.key is None else '"key":' + _str(r.key)
+def _v2_renderer(
+    fields: frozenset[str], value_text: Callable[[Record], str]
+) -> Callable[[Record], bytes]:
+    """The V2 item of one metadata selection, as one function: '{' + fragments + value + '}'.
 
+    Every field is '"name":<json>,' or '' (absent or not selected), in the canonical order;
+    repeated parts (topic, properties, the second of a time) come from caches, the rest is
+    formatted in place. This is the serializer's hot path: no dict is built per message.
+    """
+    want_topic = "topic" in fields
+    want_key = "key" in fields
+    want_partition = "partitionIndex" in fields
+    want_sequence = "sequence" in fields
+    want_properties = "properties" in fields
+    want_event = "eventTime" in fields
+    want_id = "messageId" in fields
+    want_publish = "publishTime" in fields
+    frags = _Fragments()
+    topics, props_cache = frags.topics, frags.properties
+    event_seconds, publish_seconds = frags.event_seconds, frags.publish_seconds
+    time = frags.time
+    millis = _MILLIS
+    primitive_texts = _PRIMITIVE_TEXTS
 
-def _json_partition(r: Record) -> str | None:
-    index = _partition_index(r)
-    return None if index is None else f'"partitionIndex":{index}'
+    # The previous message's properties, their key order and fragment: one tuple, replaced
+    # whole, so that a concurrent caller never pairs one message's properties with another's text.
+    last: tuple[dict[str, str], list[str], str] = ({}, [], _NO_PROPERTIES)
 
-
-_PROPERTIES: dict[tuple[tuple[str, str], ...], str] = {}  # producers repeat their properties
-
-
-def _json_properties(r: Record) -> str:
-    props = r.properties
-    if not props:
-        return '"properties":{}'
-    key = tuple(props.items())
-    text = _PROPERTIES.get(key)
-    if text is None:
-        if len(_PROPERTIES) >= 1024:
-            _PROPERTIES.clear()
-        text = _PROPERTIES[key] = '"properties":' + _dumps(_properties(r))
-    return text
-
-
-def _json_time(name: str) -> Callable[[Record], str | None]:
-    attr = "event_time_ms" if name == "eventTime" else "publish_time_ms"
-
-    def render(r: Record) -> str | None:
-        value = _meta_time(getattr(r, attr))
-        if value is None:
-            return None
-        return f'"{name}":"{value}"' if isinstance(value, str) else f'"{name}":{value}'
+    def render(r: Record) -> bytes:
+        nonlocal last
+        schema = r.schema
+        if schema is not None and (text := primitive_texts.get(schema.type)) is not None:
+            try:
+                value = text(r.value)
+            except Exception as exc:  # every decoding failure means the same thing
+                raise _unconvertible(r, exc) from exc
+        else:
+            value = value_text(r)
+        topic = part = key = sequence = props = event = mid = publish = ""
+        if want_topic or want_partition:
+            t = r.topic
+            topic, part = topics.get(t) or frags.topic(t)
+            if not want_topic:
+                topic = ""
+            if not want_partition:
+                part = ""
+            elif r.partition >= 0:
+                part = f'"partitionIndex":{r.partition},'
+        if want_key and (k := r.key) is not None:
+            key = f'"key":{_str(k)},'
+        if want_sequence:
+            sequence = f'"sequence":{(r.ledger_id << 28) | r.entry_id},'
+        if want_properties:
+            p = r.properties
+            last_props, last_keys, props = last
+            if not p:
+                props = _NO_PROPERTIES
+            elif p != last_props or (len(p) > 1 and list(p) != last_keys):  # not the same, in order
+                items = tuple(p.items())
+                props = props_cache.get(items) or frags.props(items)
+                last = (dict(items), list(p), props)
+        if want_event and (ms := r.event_time_ms):
+            prefix = event_seconds.get(ms // 1000)
+            if prefix is None:
+                event = time(event_seconds, "eventTime", ms)
+            else:
+                event = f'{prefix}{millis[ms % 1000]}Z",'
+        if want_id:
+            mid = f'"messageId":"{r.ledger_id}:{r.entry_id}:{r.partition}:{r.batch_index}",'
+        if want_publish and (ms := r.publish_time_ms):
+            publish = time(publish_seconds, "publishTime", ms)
+        return (
+            f'{{{topic}{key}{part}{sequence}{props}{event}{mid}{publish}"value":{value}}}'
+        ).encode()
 
     return render
 
 
-_METADATA: dict[str, Callable[[Record], str | None]] = {
-    "topic": lambda r: _json_topic(r.topic),
-    "key": _json_key,
-    "partitionIndex": _json_partition,
-    "sequence": lambda r: f'"sequence":{r.sequence}',
-    "properties": _json_properties,
-    "eventTime": _json_time("eventTime"),
-    "messageId": lambda r: f'"messageId":"{r.message_id}"',
-    "publishTime": _json_time("publishTime"),
-}
+def _unconvertible(r: Record, exc: Exception) -> SerializationError:
+    kind = r.schema.type if r.schema else "NONE"
+    return SerializationError(
+        f"message {r.message_id} on {r.topic} cannot be converted with its "
+        f"{kind} schema: {type(exc).__name__}: {exc}",
+        retriable=False,
+    )
 
 
 def _optional(value: Any) -> dict[str, Any]:
@@ -686,8 +773,8 @@ class Serializer:
 
     def __init__(self, sink: SinkConfig) -> None:
         self.sink = sink
-        self._meta = tuple(get for name, get in _METADATA.items() if name in sink.metadata_fields)
         self._codecs: dict[tuple[str, str], _Codec] = {}
+        self._render = _v2_renderer(frozenset(sink.metadata_fields), self._value_text)
 
     # ---- public API
     def encode(self, record: Record) -> bytes:
@@ -698,9 +785,7 @@ class Serializer:
 
     def v2_item(self, record: Record) -> bytes:
         """One JSON object: the selected metadata, then "value"."""
-        parts = [text for get in self._meta if (text := get(record)) is not None]
-        parts.append('"value":' + self._value_text(record))
-        return ("{" + ",".join(parts) + "}").encode()
+        return self._render(record)
 
     def v1_payload(self, record: Record) -> bytes:
         """The reference's V1 payload (see the module docstring for its three steps)."""
@@ -736,12 +821,7 @@ class Serializer:
         try:
             return self._codec(record.schema).text(record.value)
         except Exception as exc:  # every decoding failure means the same thing
-            kind = record.schema.type if record.schema else "NONE"
-            raise SerializationError(
-                f"message {record.message_id} on {record.topic} cannot be converted with its "
-                f"{kind} schema: {type(exc).__name__}: {exc}",
-                retriable=False,
-            ) from exc
+            raise _unconvertible(record, exc) from exc
 
     def _v1_record(self, r: Record, value: Any) -> dict[str, Any]:
         partition = _partition_index(r)

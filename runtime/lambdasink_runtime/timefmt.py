@@ -38,7 +38,19 @@ def epoch_units(value: int, per_second: int, digits: int, zone: str = "Z") -> st
     return f"{_day_prefix(days)}{_TWO[hour]}:{_TWO[minute]}:{_TWO[sec]}.{frac}{zone}"
 
 
+#: The 'SSS' fraction of a millisecond count (index 0..999), for callers that inline millis_utc.
+MILLIS_DIGITS = _THREE
 _SECONDS: dict[int, str] = {}  # epoch second → 'yyyy-MM-ddTHH:mm:ss.'; hot in metadata times
+
+
+def second_prefix(seconds: int) -> str:
+    """Epoch second → 'yyyy-MM-ddTHH:mm:ss.' (cached): millis_utc is this + 'SSS' + 'Z'."""
+    prefix = _SECONDS.get(seconds)
+    if prefix is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        prefix = _SECONDS[seconds] = epoch_units(seconds * 1000, 1000, 3)[:-4]
+    return prefix
 
 
 def millis_utc(ms: int) -> str:
@@ -46,9 +58,7 @@ def millis_utc(ms: int) -> str:
     seconds, fraction = divmod(ms, 1000)
     prefix = _SECONDS.get(seconds)
     if prefix is None:
-        if len(_SECONDS) >= 4096:
-            _SECONDS.clear()
-        prefix = _SECONDS[seconds] = epoch_units(seconds * 1000, 1000, 3)[:-4]
+        prefix = second_prefix(seconds)
     return f"{prefix}{_THREE[fraction]}Z"
 
 

@@ -750,7 +750,7 @@ class PulsarConfig:
             dead_letter_topic=dlq,
             max_redeliver_count=max_redeliver,
             negative_ack_redelivery_delay_ms=r.integer("negativeAckRedeliveryDelayMs", 60000, 0),
-            receiver_queue_size=r.integer("receiverQueueSize", 1000, 0),
+            receiver_queue_size=r.integer("receiverQueueSize", 1000, 1),
             auth=_parse_auth(r.name("authentication"), doc.get("authentication"), r, env),
         )
 

@@ -4,6 +4,13 @@ The client's calls are blocking; the pipeline runs `receive` on one dedicated th
 `ack`/`nack` (individual, never cumulative: Shared and Key_Shared forbid it) from its loop.
 A message whose writer schema cannot be fetched is handed back as `Rejected` so the pipeline
 negatively acknowledges it (the dead-letter policy then applies).
+
+Receive, convert and ack are the runtime's hottest path, so: one topic is subscribed by name
+(a one-element list would make the C++ client run a multi-topic consumer, about twice the CPU
+per message, acks included); the C++ consumer (`_pulsar`) is called directly, one blocking
+`receive` for the first message, then `batch_receive` for what is queued (one crossing and one
+GIL release per batch, not per message); no `pulsar.Message` wrappers (the raw message is the
+ack/nack handle). bench/receive_ab.py measures it.
 """
 
 from __future__ import annotations
@@ -11,8 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import _pulsar
 import pulsar
 
 from .errors import LambdaSinkError, PulsarError
@@ -36,6 +46,13 @@ _POSITIONS = {
     "Latest": pulsar.InitialPosition.Latest,
 }
 _PARTITION_SUFFIX = re.compile(r"-partition-\d+$")
+#: Most messages one `batch_receive` hands over (capped by the receiver queue size, as the C++
+#: client would otherwise do with a warning). It returns at once when that many are queued, else
+#: after `_BATCH_RECEIVE_WAIT_MS` with what is queued; 0 ms would mean "wait for a full batch".
+BATCH_RECEIVE_MAX = 100
+_BATCH_RECEIVE_WAIT_MS = 1
+#: Clients older than the `int_schema_version` accessor give the version as bytes only.
+_INT_SCHEMA_VERSION = hasattr(_pulsar.Message, "int_schema_version")
 #: Schema.Type of Pulsar's wire protocol (PulsarApi.proto), as the C++ client reports it; the
 #: Python enum names only some of them. -1 is the C++ client's BYTES.
 _WIRE_SCHEMA_TYPES = {
@@ -109,47 +126,74 @@ class PulsarSource:
             self._client = pulsar.Client(
                 cfg.service_url, logger=logging.getLogger("lambdasink.pulsar"), **client_kwargs(cfg)
             )
-            self._consumer = self._client.subscribe(**subscribe_kwargs(cfg))
+            kwargs = subscribe_kwargs(cfg)
+            self._consumer = self._client.subscribe(**kwargs)
         except pulsar.PulsarException as exc:
             self._close_client()
             raise PulsarError(f"cannot subscribe on {cfg.service_url}: {exc}") from exc
+        #: The C++ consumer behind the wrapper: its calls take and return raw messages.
+        self._raw = self._consumer._consumer
+        self._batch_max: int = kwargs["batch_receive_policy"].policy().getMaxNumMessages()
+        self._leftovers: deque[Record | Rejected] = deque()
         self.connected = True
 
     # -- Source protocol ------------------------------------------------------------------
 
     def receive(self, max_records: int, timeout_s: float) -> list[Record | Rejected]:
-        """Block up to `timeout_s` for a first message, then take what is already queued."""
-        try:
-            first = self._consumer.receive(timeout_millis=max(1, int(timeout_s * 1000)))
-        except pulsar.Timeout:
-            return []
-        except pulsar.PulsarException as exc:
-            raise PulsarError(f"receive failed: {exc}") from exc
-        out = [self._convert(first)]
+        """Block up to `timeout_s` for a first message, then take what is already queued.
+
+        Messages the client handed over beyond `max_records` are kept, converted, and returned
+        first by the next call (never dropped: they are received, hence unacked, already).
+        """
+        out: list[Record | Rejected] = []
+        left = self._leftovers
+        while left and len(out) < max_records:
+            out.append(left.popleft())
+        if len(out) >= max_records:
+            return out
+        consumer = self._raw
+        if not out:
+            try:
+                first = consumer.receive(max(1, int(timeout_s * 1000)))
+            except pulsar.Timeout:
+                return out
+            except pulsar.PulsarException as exc:
+                raise PulsarError(f"receive failed: {exc}") from exc
+            self._convert_into((first,), out)
+        batch = self._batch_max
         while len(out) < max_records:
             try:
-                msg = self._consumer.receive(timeout_millis=0)
-            except pulsar.Timeout:
-                break
+                msgs = consumer.batch_receive()
             except pulsar.PulsarException:
-                break  # a real failure shows up on the next blocking receive
-            out.append(self._convert(msg))
+                break  # a real failure: the next blocking receive reports it
+            room = max_records - len(out)
+            if len(msgs) <= room:
+                self._convert_into(msgs, out)
+            else:
+                self._convert_into(msgs[:room], out)
+                self._convert_into(msgs[room:], left)
+            if len(msgs) < batch:
+                break  # the queue ran dry: this call already waited for more
         return out
 
     def ack(self, record: Record) -> None:
         try:
-            self._consumer.acknowledge(record.handle)
+            self._raw.acknowledge(record.handle)
         except pulsar.PulsarException as exc:
             # The broker will redeliver it: at-least-once still holds.
             log.warning("ack failed for %s: %s", record.message_id, exc)
 
     def nack(self, record: Record) -> None:
         try:
-            self._consumer.negative_acknowledge(record.handle)
+            self._raw.negative_acknowledge(record.handle)
         except pulsar.PulsarException as exc:
             log.warning("nack failed for %s: %s", record.message_id, exc)
 
     def close(self) -> None:
+        if self._leftovers:
+            # Unacked: closing the consumer makes the broker redeliver them.
+            log.info("closing with %d received messages not handed over", len(self._leftovers))
+            self._leftovers.clear()
         try:
             self._consumer.close()
         except pulsar.PulsarException as exc:
@@ -167,37 +211,53 @@ class PulsarSource:
             except pulsar.PulsarException as exc:
                 log.warning("client close failed: %s", exc)
 
-    def _convert(self, msg: pulsar.Message) -> Record | Rejected:
-        # Per message, so: the schema is looked up first and the (frozen) Record built once, and
-        # the C++ message is read directly (pulsar.Message's accessors only delegate to it).
-        raw = msg._message
-        topic = raw.topic_name()
-        version = _schema_version(msg)
-        schema: SchemaInfo | None = None
-        error: LambdaSinkError | None = None
-        try:
-            if version is None:
-                schema = self._latest(topic)
-            elif self._registry is not None:
-                schema = self._schema(topic, version)
-        except LambdaSinkError as exc:
-            error = exc
-        mid = raw.message_id()
-        record = Record(
-            topic=topic,
-            value=raw.data() or b"",
-            ledger_id=mid.ledger_id(),
-            entry_id=mid.entry_id(),
-            partition=mid.partition(),
-            batch_index=mid.batch_index(),
-            key=raw.partition_key() or None,
-            properties=dict(raw.properties()),
-            event_time_ms=raw.event_timestamp() or None,
-            publish_time_ms=raw.publish_timestamp() or None,
-            schema=schema,
-            handle=msg,
-        )
-        return record if error is None else Rejected(record, error)
+    def _convert_into(
+        self, msgs: Iterable[Any], out: list[Record | Rejected] | deque[Record | Rejected]
+    ) -> None:
+        """Append each raw client message as a `Record` (or `Rejected`), in order.
+
+        Per message, so: the schema is looked up before the (frozen) Record is built, and reused
+        while topic and version repeat (they do within a batch); failed lookups are not reused.
+        """
+        append = out.append
+        registry = self._registry
+        last_topic: str | None = None
+        last_version = 0
+        last_schema: SchemaInfo | None = None
+        for raw in msgs:
+            topic = raw.topic_name()
+            version = raw.int_schema_version() if _INT_SCHEMA_VERSION else _bytes_version(raw)
+            error: LambdaSinkError | None = None
+            if version == last_version and topic == last_topic:
+                schema = last_schema
+            else:
+                schema = None
+                try:
+                    if version < 0:
+                        schema = self._latest(topic)
+                    elif registry is not None:
+                        schema = self._schema(topic, version)
+                except LambdaSinkError as exc:
+                    error = exc
+                    last_topic = None
+                else:
+                    last_topic, last_version, last_schema = topic, version, schema
+            mid = raw.message_id()
+            record = Record(
+                topic=topic,
+                value=raw.data() or b"",
+                ledger_id=mid.ledger_id(),
+                entry_id=mid.entry_id(),
+                partition=mid.partition(),
+                batch_index=mid.batch_index(),
+                key=raw.partition_key() or None,
+                properties=raw.properties(),  # a new dict per call (pybind11 copies the map)
+                event_time_ms=raw.event_timestamp() or None,
+                publish_time_ms=raw.publish_timestamp() or None,
+                schema=schema,
+                handle=raw,
+            )
+            append(record if error is None else Rejected(record, error))
 
     def _latest(self, topic: str) -> SchemaInfo | None:
         """The schema for a message without a schema version (the broker's REST producer sends
@@ -239,21 +299,27 @@ class PulsarSource:
         return cached
 
 
-def _schema_version(msg: pulsar.Message) -> int | None:
-    raw = msg._message  # the C++ message: exposes the version as an integer
-    version = raw.int_schema_version() if hasattr(raw, "int_schema_version") else None
-    if version is None:
-        data = msg.schema_version()
-        if not data:
-            return None
-        blob = data.encode("latin-1") if isinstance(data, str) else bytes(data)
-        version = int.from_bytes(blob, "big", signed=True)
-    return None if version < 0 else int(version)
+def _bytes_version(raw: Any) -> int:
+    """The schema version of a raw message from its bytes form; -1 when it has none."""
+    data = raw.schema_version()
+    if not data:
+        return -1
+    blob = data.encode("latin-1") if isinstance(data, str) else bytes(data)
+    return int.from_bytes(blob, "big", signed=True)
 
 
 def subscribe_kwargs(cfg: PulsarConfig) -> dict[str, Any]:
     """Arguments for `pulsar.Client.subscribe` (pure, so it is unit-testable)."""
-    topic: Any = re.compile(cfg.topics_pattern) if cfg.topics_pattern else list(cfg.topics)
+    topic: Any
+    if cfg.topics_pattern:
+        topic = re.compile(cfg.topics_pattern)
+    elif len(cfg.topics) == 1:
+        # By name, not as a one-element list: a list makes the C++ client run a multi-topic
+        # consumer (a second queue and hand-off per message), twice the client CPU per message.
+        # A partitioned topic still gets its per-partition consumers.
+        topic = cfg.topics[0]
+    else:
+        topic = list(cfg.topics)
     kwargs: dict[str, Any] = {
         "topic": topic,
         "subscription_name": cfg.subscription_name,
@@ -261,6 +327,9 @@ def subscribe_kwargs(cfg: PulsarConfig) -> dict[str, Any]:
         "initial_position": _POSITIONS[cfg.initial_position],
         "receiver_queue_size": cfg.receiver_queue_size,
         "negative_ack_redelivery_delay_ms": cfg.negative_ack_redelivery_delay_ms,
+        "batch_receive_policy": pulsar.ConsumerBatchReceivePolicy(
+            max(1, min(BATCH_RECEIVE_MAX, cfg.receiver_queue_size)), -1, _BATCH_RECEIVE_WAIT_MS
+        ),
     }
     if cfg.max_redeliver_count > 0:
         kwargs["dead_letter_policy"] = pulsar.ConsumerDeadLetterPolicy(

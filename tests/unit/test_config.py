@@ -564,6 +564,7 @@ def test_exactly_one_of_topics_and_pattern(section: dict[str, Any]) -> None:
         ("subscriptionName", " "),
         ("maxRedeliverCount", -1),
         ("receiverQueueSize", -1),
+        ("receiverQueueSize", 0),  # the client never delivers with a zero queue
         ("negativeAckRedeliveryDelayMs", "soon"),
         ("serviceUrl", "http://broker:6650"),
         ("adminUrl", "pulsar://broker:6650"),

@@ -31,7 +31,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small sizes, a few minutes in all")
     p.add_argument("--serializer-records", type=int, help="records per timing round")
     p.add_argument("--batches", help="pipeline batch sizes, e.g. 10,100")
-    p.add_argument("--inflights", help="pipeline maxInFlight values, e.g. 1,4,16")
+    p.add_argument("--inflights", help="pipeline maxInFlight values, e.g. 1,4,16,32")
+    p.add_argument(
+        "--endpoint",
+        choices=("emulator", "lean", "both"),
+        help="pipeline Lambda endpoint: the emulator gateway (real handler code), the lean "
+        "stand-in for a remote endpoint (bench/endpoint.py), or both (default; quick: emulator)",
+    )
     p.add_argument("--seconds", type=float, help="target seconds per pipeline case")
     p.add_argument("--max-messages", type=int, help="cap on messages per pipeline case")
     p.add_argument("--latency-seconds", type=float, help="produce time per latency case")
@@ -42,7 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     q = a.quick
     a.serializer_records = a.serializer_records or (3000 if q else 20000)
     a.batches = _ints(a.batches or ("10" if q else "10,100"))
-    a.inflights = _ints(a.inflights or ("1,16" if q else "1,4,16"))
+    a.inflights = _ints(a.inflights or ("1,16" if q else "1,4,16,32"))
+    a.endpoint = a.endpoint or ("emulator" if q else "both")
+    a.endpoints = ["emulator", "lean"] if a.endpoint == "both" else [a.endpoint]
     a.seconds = a.seconds or (5 if q else 15)
     a.max_messages = a.max_messages or (10000 if q else 60000)
     a.latency_seconds = a.latency_seconds or (6 if q else 30)
@@ -98,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             inflights=a.inflights,
             seconds=a.seconds,
             max_messages=a.max_messages,
+            endpoints=a.endpoints,
         ),
     )
     section("latency", lambda: latency.run(need_stack(), seconds=a.latency_seconds))

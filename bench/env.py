@@ -1,15 +1,17 @@
-"""The pieces a pipeline benchmark runs: its own Lambda gateway, a producer, a runtime process.
+"""The pieces a pipeline benchmark runs: its own Lambda endpoint, a producer, a runtime process.
 
 The bench starts a private instance of dev/lambda_gateway.py (same code as the stack's) with its
 own registry and handlers (bench/lambda/), so it can size the emulator pool per function (the
 gateway runs one RIE process per unit of `concurrency`, and RIE serves one invocation at a time)
-without touching the shared gateway other suites use. Pulsar is the stack's real broker; every
-run uses fresh topic and subscription names.
+without touching the shared gateway other suites use. Optionally (`LeanEndpoint`) it starts
+bench/endpoint.py instead, a cheap stand-in for a remote endpoint. Pulsar is the stack's real
+broker; every run uses fresh topic and subscription names.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
 import os
@@ -19,6 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -30,6 +33,7 @@ import pulsar
 from .common import REPO, free_port, proc_cpu_s, proc_rss_mib
 
 GATEWAY = REPO / "dev" / "lambda_gateway.py"
+ENDPOINT = REPO / "bench" / "endpoint.py"
 HANDLERS = REPO / "bench" / "lambda"
 VENV_BIN = Path(os.environ.get("VIRTUAL_ENV") or REPO / ".venv") / "bin"
 
@@ -45,6 +49,8 @@ def _http(method: str, url: str, body: Any = None, timeout: float = 10) -> Any:
 
 class Gateway:
     """A private Lambda gateway: functions name → (handler, concurrency)."""
+
+    kind = "emulator"
 
     def __init__(self, stack: dict[str, Any], functions: dict[str, tuple[str, int]]) -> None:
         self.stack = stack
@@ -99,15 +105,51 @@ class Gateway:
             time.sleep(0.3)
         raise RuntimeError(f"bench gateway not healthy after {timeout}s")
 
-    def warm(self, function: str) -> None:
-        """One invocation per emulator process, at once: awslambdaric starts on the first."""
+    def warm(self, function: str, rounds: int = 3) -> int:
+        """Start awslambdaric in every emulator process; returns how many run one.
+
+        A round is one invocation per emulator, all at once: awslambdaric starts on the first.
+        "At once" matters: the gateway's pool is LIFO (a warm emulator that finished is taken
+        first) and its listen backlog is small (5, connections beyond it are reset), so the
+        connections are opened one by one first and the requests then sent together.
+        """
         n = self.functions[function][1]
-        url = f"{self.url}/2015-03-31/functions/{function}/invocations"
-        threads = [threading.Thread(target=_http, args=("POST", url, [])) for _ in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        path = f"/2015-03-31/functions/{function}/invocations"
+        warm = 0
+        for _ in range(rounds):
+            conns = [
+                http.client.HTTPConnection("127.0.0.1", self.port, timeout=60) for _ in range(n)
+            ]
+            for c in conns:
+                c.connect()
+            go = threading.Barrier(n)
+
+            def one(c: http.client.HTTPConnection, go: threading.Barrier) -> None:
+                go.wait()
+                c.request("POST", path, body=b"[]", headers={"Content-Type": "application/json"})
+                c.getresponse().read()
+
+            threads = [threading.Thread(target=one, args=(c, go)) for c in conns]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for c in conns:
+                c.close()
+            warm = self.runtimes()
+            if warm >= n:
+                break
+        return warm
+
+    def runtimes(self) -> int:
+        """Handler runtime processes (python -m awslambdaric) under this gateway."""
+        count = 0
+        for pid in _descendants(self.proc.pid) if self.proc is not None else []:
+            with contextlib.suppress(OSError):
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if "python" in Path(argv[0].decode()).name and b"awslambdaric" in argv:
+                    count += 1
+        return count
 
     def set_latency(self, function: str, ms: float) -> None:
         _http("POST", self.url + "/_gateway/latency", {"function": function, "ms": ms})
@@ -148,6 +190,85 @@ class Gateway:
         with contextlib.suppress(Exception):
             self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class LeanEndpoint:
+    """bench/endpoint.py as a subprocess: the Lambda API at a remote endpoint's cost profile.
+
+    Same interface as `Gateway` for the pipeline bench (url, warm, set_latency, counted, pids,
+    stop); nothing runs behind it, so its CPU is the wire protocol's alone.
+    """
+
+    kind = "lean"
+
+    def __init__(self, stack: dict[str, Any], functions: dict[str, tuple[str, int]]) -> None:
+        self.stack = stack
+        self.functions = functions
+        self.dir = Path(tempfile.mkdtemp(prefix="lambdasink-bench-ep-"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> LeanEndpoint:
+        lam = self.stack["lambda"]
+        cmd = [
+            str(VENV_BIN / "python"),
+            str(ENDPOINT),
+            "--port",
+            str(self.port),
+            "--latency-ms",
+            "0",
+            "--region",
+            lam["region"],
+            "--account",
+            lam["accountId"],
+        ]
+        self.log = (self.dir / "endpoint.log").open("ab")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bench endpoint exited; see {self.dir / 'endpoint.log'}")
+            with contextlib.suppress(OSError, ValueError):
+                if _http("GET", self.url + "/_bench/health", timeout=2)["healthy"]:
+                    return self
+            time.sleep(0.1)
+        raise RuntimeError(f"bench endpoint not healthy after {timeout}s")
+
+    def warm(self, function: str) -> int:
+        """Nothing to start behind it; one call checks the invoke path."""
+        _http("POST", f"{self.url}/2015-03-31/functions/{function}/invocations", [])
+        return self.functions[function][1]
+
+    def set_latency(self, function: str, ms: float) -> None:
+        _http("POST", self.url + "/_bench/latency", {"function": function, "ms": ms})
+
+    def counted(self, function: str) -> int:
+        q = urllib.parse.urlencode({"function": function})
+        return int(_http("GET", f"{self.url}/_bench/count?{q}")["count"])
+
+    def pids(self) -> list[int]:
+        return [] if self.proc is None else [self.proc.pid]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        with contextlib.suppress(Exception):
+            self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+AnyEndpoint = Gateway | LeanEndpoint
+#: What `--endpoint` names: the emulator path (real handler code) or the lean stand-in.
+ENDPOINTS: dict[str, type[Gateway] | type[LeanEndpoint]] = {
+    "emulator": Gateway,
+    "lean": LeanEndpoint,
+}
 
 
 def _descendants(pid: int) -> list[int]:
@@ -330,7 +451,7 @@ class Runtime:
 
 def runtime_config(
     stack: dict[str, Any],
-    gateway: Gateway,
+    gateway: AnyEndpoint,
     *,
     topic: str,
     function: str,

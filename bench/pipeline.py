@@ -1,4 +1,9 @@
-"""End to end: real Pulsar → `lambdasink-runtime` (a process) → Lambda gateway (+20 ms) → handler.
+"""End to end: real Pulsar → `lambdasink-runtime` (a process) → a Lambda endpoint (+20 ms).
+
+The endpoint is either the emulator path (dev/lambda_gateway.py → RIE → awslambdaric running
+bench/lambda/bench_handlers.count: real handler code, the default) or bench/endpoint.py (a lean
+asyncio stand-in with a remote endpoint's cost profile: it costs the machine next to nothing,
+so the runtime's own limit shows). `--endpoint both` runs every case against each, interleaved.
 
 A topic is pre-filled once; every case is a fresh runtime process on a fresh Shared
 subscription reading it from the start, stopped (SIGTERM, drain) after `n` acknowledgements.
@@ -6,7 +11,8 @@ Throughput is taken between 5 % and 95 % of those acks (start-up excluded) from 
 own /metrics; CPU from /proc/<pid>/stat over the same window; RSS sampled all along.
 
 The baseline behaves like the reference connector: one invocation in flight (maxInFlight=1) at
-the same batch size. The ceiling of a case is maxInFlight * batchMaxSize / latency.
+the same batch size (and the same endpoint). The ceiling of a case is
+maxInFlight * batchMaxSize / latency.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ MIN_EFFICIENCY = 0.8
 #: runtime process uses this many cores (one Python process: the GIL caps it near one core).
 CPU_BOUND_BUSY = 0.9
 CPU_BOUND_RUNTIME_CORES = 0.75
+LABELS = {"emulator": "emulator", "lean": "lean endpoint"}
 
 
 @dataclass
@@ -73,7 +80,7 @@ def _machine_busy() -> tuple[float, float]:
 
 def run_case(
     stack: dict[str, Any],
-    gateway: env.Gateway,
+    gateway: env.AnyEndpoint,
     topic: str,
     case: Case,
     n: int,
@@ -128,6 +135,7 @@ def run_case(
     invoke_ms = metrics.get(k + "_sum", 0) / max(1, metrics.get(k + "_count", 0)) * 1000
     return {
         "case": case.name,
+        "endpoint": gateway.kind,
         "batch": case.eff_batch,
         "maxInFlight": case.eff_inflight,
         "messages": n,
@@ -141,7 +149,7 @@ def run_case(
         "runtimeCpuPer1000": cpu / msgs * 1000,
         "invokeLatencyMsMean": round(invoke_ms, 1),
         "runtimeCores": cpu / dt,
-        "gatewayCores": gw_cpu / dt,
+        "gatewayCores": gw_cpu / dt,  # the endpoint's processes, whichever kind
         "machineBusy": busy,
         "rssMiB": {
             "min": round(min(rss), 1),
@@ -154,12 +162,14 @@ def run_case(
 
 
 def probe(
-    stack: dict[str, Any], gateway: env.Gateway, inflight: int, batch: int, seconds: float
-) -> float:
+    stack: dict[str, Any], gateway: env.AnyEndpoint, inflight: int, batch: int, seconds: float
+) -> tuple[float, int]:
     """Invocations/s a bare boto3 client reaches on this endpoint with `inflight` threads.
 
-    The practical ceiling: the endpoint's real latency (20 ms + gateway + emulator) and the cost
-    of boto3 itself, without Pulsar, serialization or batching. Same payload size as the case.
+    The practical ceiling: the endpoint's real latency (20 ms + gateway + emulator, or 20 ms +
+    the lean endpoint) and the cost of boto3 itself, without Pulsar, serialization or batching.
+    Same payload size as the case. Returns (successful invocations/s, failed calls): a failed
+    call is counted and the thread goes on (one error must not silently end a thread's share).
     """
     lam = stack["lambda"]
     client = boto3.client(
@@ -174,10 +184,15 @@ def probe(
     body = json.dumps([item] * batch).encode()
     stop = time.monotonic() + seconds
     counts = [0] * inflight
+    errors = [0] * inflight
 
     def worker(i: int) -> None:
         while time.monotonic() < stop:
-            client.invoke(FunctionName=FUNCTION, Payload=body)["Payload"].read()
+            try:
+                client.invoke(FunctionName=FUNCTION, Payload=body)["Payload"].read()
+            except Exception:
+                errors[i] += 1
+                continue
             counts[i] += 1
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(inflight)]
@@ -186,7 +201,7 @@ def probe(
         t.start()
     for t in threads:
         t.join()
-    return sum(counts) / (time.monotonic() - t0)
+    return sum(counts) / (time.monotonic() - t0), sum(errors)
 
 
 def run(
@@ -196,12 +211,13 @@ def run(
     inflights: list[int],
     seconds: float,
     max_messages: int,
+    endpoints: list[str] | None = None,
     size: int = 200,
 ) -> list[Row]:
+    kinds = endpoints or ["emulator"]
     cases = default_cases(batches, inflights)
     # Messages per case: enough for `seconds` at the case's ceiling (capped; CPU caps the rest).
     per_case = {c.name: int(min(max_messages, max(1000, c.ceiling * seconds))) for c in cases}
-    rows: list[Row] = []
     results: list[dict[str, Any]] = []
     topic = env.topic_name("bench-pipeline")
     total = max(per_case.values())
@@ -210,28 +226,46 @@ def run(
     with contextlib.ExitStack() as cleanup, env.workdir() as wd:
         cleanup.callback(env.delete_topic, stack, topic)
         for c in cases:
-            # A gateway per case, one emulator per invocation in flight, warmed up first.
-            pool = c.eff_inflight
-            gateway = env.Gateway(stack, {FUNCTION: ("bench_handlers.count", pool)}).start()
-            try:
-                gateway.warm(FUNCTION)
-                gateway.set_latency(FUNCTION, LATENCY_MS)
-                probe_ips = probe(stack, gateway, pool, c.eff_batch, min(4.0, seconds / 2))
-                r = run_case(stack, gateway, topic, c, per_case[c.name], wd)
-            finally:
-                gateway.stop()
-            r["probeCeiling"] = probe_ips * c.eff_batch
-            r["probeEfficiency"] = r["rate"] / r["probeCeiling"]
-            results.append(r)
-            print(
-                f"  {c.name}: {r['rate']:.0f} msg/s = {r['efficiency']:.0%} of ceiling "
-                f"{c.ceiling:.0f}, {r['probeEfficiency']:.0%} of bare-boto3 probe "
-                f"{r['probeCeiling']:.0f}; runtime {r['runtimeCores']:.2f} cores "
-                f"({r['runtimeCpuPer1000'] * 1000:.0f} CPU ms/1000 msgs), gateway "
-                f"{r['gatewayCores']:.2f} cores, machine busy {r['machineBusy']:.0%}, "
-                f"rss {r['rssMiB']}",
-                flush=True,
-            )
+            for kind in kinds:  # interleaved: both endpoints see the same machine drift
+                # An endpoint per case; the emulator runs one RIE per invocation in flight.
+                pool = c.eff_inflight
+                fns = {FUNCTION: ("bench_handlers.count", pool)}
+                gateway = env.ENDPOINTS[kind](stack, fns).start()
+                try:
+                    warmed = gateway.warm(FUNCTION)
+                    gateway.set_latency(FUNCTION, LATENCY_MS)
+                    probe_ips, probe_errors = probe(
+                        stack, gateway, pool, c.eff_batch, min(4.0, seconds / 2)
+                    )
+                    r = run_case(stack, gateway, topic, c, per_case[c.name], wd)
+                finally:
+                    gateway.stop()
+                r["probeCeiling"] = probe_ips * c.eff_batch
+                r["probeErrors"] = probe_errors
+                r["warmedRuntimes"] = warmed
+                r["probeEfficiency"] = r["rate"] / r["probeCeiling"]
+                results.append(r)
+                print(
+                    f"  [{kind}] {c.name}: {r['rate']:.0f} msg/s = {r['efficiency']:.0%} of "
+                    f"ceiling {c.ceiling:.0f}, {r['probeEfficiency']:.0%} of bare-boto3 probe "
+                    f"{r['probeCeiling']:.0f} ({probe_errors} failed calls); "
+                    f"runtime {r['runtimeCores']:.2f} cores "
+                    f"({r['runtimeCpuPer1000'] * 1000:.0f} CPU ms/1000 msgs), endpoint "
+                    f"{r['gatewayCores']:.2f} cores, machine busy {r['machineBusy']:.0%}, "
+                    f"acked {r['acked']:.0f} counted {r['counted']}, warmed {warmed}/{pool}, "
+                    f"rss {r['rssMiB']}",
+                    flush=True,
+                )
+    rows: list[Row] = []
+    for kind in kinds:
+        rows.extend(_rows([r for r in results if r["endpoint"] == kind], LABELS[kind]))
+    return rows
+
+
+def _rows(results: list[dict[str, Any]], label: str) -> list[Row]:
+    """Table rows of one endpoint's cases, each against that endpoint's own baseline."""
+    bench = f"pipeline e2e ({label})"
+    rows: list[Row] = []
     baselines = {r["batch"]: r["rate"] for r in results if r["maxInFlight"] == 1}
     for r in results:
         base = baselines.get(r["batch"])
@@ -249,9 +283,11 @@ def run(
         else:
             goal, ok = f">= {MIN_SPEEDUP:.0f}x baseline", ratio is not None and ratio >= MIN_SPEEDUP
         bound = f"; CPU-bound (runtime {r['runtimeCores']:.2f} cores)" if cpu_bound else ""
+        if r["probeErrors"]:
+            bound += f"; {r['probeErrors']} probe calls failed"
         rows.append(
             Row(
-                bench="pipeline e2e",
+                bench=bench,
                 case=r["case"],
                 value=r["rate"],
                 unit="msg/s",
@@ -264,7 +300,7 @@ def run(
         )
         rows.append(
             Row(
-                bench="pipeline e2e",
+                bench=bench,
                 case=r["case"] + ": share of nominal ceiling",
                 value=r["efficiency"] * 100,
                 unit=f"% of {r['ceiling']:.0f} msg/s",
@@ -273,21 +309,29 @@ def run(
         )
         rows.append(
             Row(
-                bench="pipeline e2e",
+                bench=bench,
                 case=r["case"] + ": share of bare-boto3 probe" + bound,
                 value=r["probeEfficiency"] * 100,
                 unit=f"% of {r['probeCeiling']:.0f} msg/s",
                 goal=f">= {MIN_EFFICIENCY:.0%} unless CPU-bound",
                 ok=r["probeEfficiency"] >= MIN_EFFICIENCY or cpu_bound,
-                extra={"probeCeiling": r["probeCeiling"], "cpuBound": cpu_bound},
+                extra={
+                    "probeCeiling": r["probeCeiling"],
+                    "probeErrors": r["probeErrors"],
+                    "cpuBound": cpu_bound,
+                },
             )
         )
         rows.append(
             Row(
-                bench="pipeline e2e",
+                bench=bench,
                 case=r["case"] + ": runtime CPU",
                 value=r["runtimeCpuPer1000"] * 1000,
-                unit="CPU ms / 1000 msgs",
+                unit=(
+                    f"CPU ms / 1000 msgs (runtime {r['runtimeCores']:.2f} cores, "
+                    f"endpoint {r['gatewayCores']:.2f}, machine busy {r['machineBusy']:.0%})"
+                ),
+                extra={"runtimeCores": r["runtimeCores"], "endpointCores": r["gatewayCores"]},
             )
         )
     return rows

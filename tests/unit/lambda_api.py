@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -67,7 +68,13 @@ class Request:
 class LambdaApi:
     """Start with `with LambdaApi() as api:`; `api.url` is the `awsEndpoint`."""
 
-    def __init__(self, functions: tuple[str, ...] = ("fn",), max_body: int = 6 * 1024 * 1024):
+    def __init__(
+        self,
+        functions: tuple[str, ...] = ("fn",),
+        max_body: int = 6 * 1024 * 1024,
+        tls: tuple[str, str] | None = None,
+    ):
+        """`tls` = (certificate file, key file): serve HTTPS instead of HTTP."""
         self.functions = set(functions)
         self.denied: set[str] = set()
         self.max_body = max_body
@@ -98,6 +105,12 @@ class LambdaApi:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -105,7 +118,7 @@ class LambdaApi:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def __enter__(self) -> LambdaApi:
         self._thread.start()

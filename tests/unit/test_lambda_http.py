@@ -12,16 +12,20 @@ import hmac
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import boto3
 import pytest
 from lambda_api import LambdaApi, Reply, Request
 
 from lambdasink_runtime.config import SinkConfig
+from lambdasink_runtime.errors import InvokeError
 from lambdasink_runtime.invoker import Invoker, Transport
 from lambdasink_runtime.lambda_http import LambdaHttp, proxied
 
 SECRET = "not-a-real-secret"
+TLS_DIR = Path(__file__).parent / "tls"
+CERT, KEY = str(TLS_DIR / "localhost.pem"), str(TLS_DIR / "localhost-key.pem")
 
 
 @pytest.fixture
@@ -174,14 +178,48 @@ def test_error_without_error_type_header_uses_the_body(api: LambdaApi) -> None:
     api.script(Reply(502, body))
     inv = Invoker(sink(api), transport="http")
     try:
-        with pytest.raises(Exception) as info:
+        with pytest.raises(InvokeError) as info:
             invoke(inv)
     finally:
         inv.close()
     err = info.value
-    assert getattr(err, "code", None) == "ServiceException"
-    assert getattr(err, "status", None) == 502 and getattr(err, "retriable", False)
+    assert err.code == "ServiceException"
+    assert err.status == 502 and err.retriable
     assert "try later" in str(err)
+
+
+@pytest.mark.parametrize("transport", ["http", "botocore"])
+def test_https_endpoint_verified_with_the_aws_ca_bundle(
+    transport: Transport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Production endpoints are HTTPS: the CA bundle botocore would use (AWS_CA_BUNDLE) applies."""
+    with LambdaApi(tls=(CERT, KEY)) as tls_api:
+        monkeypatch.setenv("AWS_CA_BUNDLE", CERT)
+        inv = Invoker(sink(tls_api), transport=transport)
+        try:
+            invoke(inv)
+            invoke(inv)
+        finally:
+            inv.close()
+        assert len(tls_api.invocations()) == 2
+        verify_sigv4(tls_api.invocations()[0], SECRET, "eu-west-1")
+
+
+@pytest.mark.parametrize("transport", ["http", "botocore"])
+def test_https_endpoint_with_an_unknown_certificate_is_refused(
+    transport: Transport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with LambdaApi(tls=(CERT, KEY)) as tls_api:
+        monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+        inv = Invoker(sink(tls_api), transport=transport)
+        try:
+            with pytest.raises(InvokeError) as info:
+                invoke(inv)
+        finally:
+            inv.close()
+        assert info.value.code == "ConnectionError" and info.value.retriable
+        assert "certificate" in str(info.value).lower() or "ssl" in str(info.value).lower()
+        assert tls_api.invocations() == []
 
 
 def test_endpoint_must_be_http_or_https() -> None:

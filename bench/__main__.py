@@ -38,6 +38,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="pipeline Lambda endpoint: the emulator gateway (real handler code), the lean "
         "stand-in for a remote endpoint (bench/endpoint.py), or both (default; quick: emulator)",
     )
+    p.add_argument(
+        "--replicas",
+        help="pipeline scale-out: runtime processes on one Shared subscription at the largest "
+        "maxInFlight, e.g. 2 (default 2; quick: none)",
+    )
     p.add_argument("--seconds", type=float, help="target seconds per pipeline case")
     p.add_argument("--max-messages", type=int, help="cap on messages per pipeline case")
     p.add_argument("--latency-seconds", type=float, help="produce time per latency case")
@@ -49,10 +54,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.serializer_records = a.serializer_records or (3000 if q else 20000)
     a.batches = _ints(a.batches or ("10" if q else "10,100"))
     a.inflights = _ints(a.inflights or ("1,16" if q else "1,4,16,32"))
+    a.replicas = _ints(a.replicas or ("1" if q else "2"))
     a.endpoint = a.endpoint or ("emulator" if q else "both")
     a.endpoints = ["emulator", "lean"] if a.endpoint == "both" else [a.endpoint]
     a.seconds = a.seconds or (5 if q else 15)
-    a.max_messages = a.max_messages or (10000 if q else 60000)
+    a.max_messages = a.max_messages or (10000 if q else 150000)
     a.latency_seconds = a.latency_seconds or (6 if q else 30)
     a.operator_sizes = _ints(a.operator_sizes or ("20" if q else "100,500"))
     a.memory_messages = a.memory_messages or (10000 if q else 400000)
@@ -107,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds=a.seconds,
             max_messages=a.max_messages,
             endpoints=a.endpoints,
+            replicas=a.replicas,
         ),
     )
     section("latency", lambda: latency.run(need_stack(), seconds=a.latency_seconds))

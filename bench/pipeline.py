@@ -29,7 +29,7 @@ import boto3
 from botocore.config import Config
 
 from . import env
-from .common import Row, load
+from .common import Row, free_port, load
 
 LATENCY_MS = 20.0
 FUNCTION = "count"
@@ -47,6 +47,8 @@ class Case:
     name: str
     batch: int | None  # None: the runtime's default (10)
     inflight: int | None  # None: the runtime's default (4)
+    #: Runtime processes on one Shared subscription, as `replicas` pods would be.
+    replicas: int = 1
 
     @property
     def eff_batch(self) -> int:
@@ -58,16 +60,24 @@ class Case:
 
     @property
     def ceiling(self) -> float:
-        return self.eff_inflight * self.eff_batch / (LATENCY_MS / 1000)
+        return self.replicas * self.eff_inflight * self.eff_batch / (LATENCY_MS / 1000)
 
 
-def default_cases(batches: list[int], inflights: list[int]) -> list[Case]:
+def default_cases(
+    batches: list[int], inflights: list[int], replicas: list[int] | None = None
+) -> list[Case]:
+    """Per batch size: the baseline, each in-flight value, then scale-out (replicas > 1) at the
+    largest in-flight value."""
     out = [Case("defaults (batch 10, maxInFlight 4)", None, None)]
     for b in batches:
         out.append(Case(f"baseline batch {b} maxInFlight 1", b, 1))
         for f in inflights:
             if f > 1:
                 out.append(Case(f"batch {b} maxInFlight {f}", b, f))
+        top = max(inflights)
+        for n in replicas or []:
+            if n > 1 and top > 1:
+                out.append(Case(f"batch {b} maxInFlight {top} x {n} replicas", b, top, n))
     return out
 
 
@@ -96,19 +106,23 @@ def run_case(
         max_in_flight=case.inflight,
     )
     counted_before = gateway.counted(FUNCTION)
-    rt = env.Runtime(cfg, workdir).start()
+    runtimes = []
+    for i in range(case.replicas):  # same subscription (Shared), own HTTP port each
+        own = {**cfg, "runtime": {**cfg["runtime"], "httpPort": free_port()}} if i else cfg
+        runtimes.append(env.Runtime(own, workdir).start())
     samples: list[tuple[float, float, float, float, float, float, float]] = []
     try:
-        rt.wait_ready()
+        for rt in runtimes:
+            rt.wait_ready()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             busy, total = _machine_busy()
             samples.append(
                 (
                     time.monotonic(),
-                    rt.acked(),
-                    rt.cpu_s(),
-                    rt.rss_mib(),
+                    sum(rt.acked() for rt in runtimes),
+                    sum(rt.cpu_s() for rt in runtimes),
+                    max(rt.rss_mib() for rt in runtimes),
                     env.group_cpu_s(gateway.pids()),
                     busy,
                     total,
@@ -117,9 +131,9 @@ def run_case(
             if samples[-1][1] >= n:
                 break
             time.sleep(0.25)
-        metrics = rt.metrics()
+        metrics = runtimes[0].metrics()
     finally:
-        code = rt.stop()
+        code = max(rt.stop() for rt in runtimes)
     counted = gateway.counted(FUNCTION) - counted_before
     acked_final = samples[-1][1] if samples else 0
     lo = next((s for s in samples if s[1] >= 0.05 * n), samples[0])
@@ -138,6 +152,7 @@ def run_case(
         "endpoint": gateway.kind,
         "batch": case.eff_batch,
         "maxInFlight": case.eff_inflight,
+        "replicas": case.replicas,
         "messages": n,
         "acked": acked_final,
         "counted": counted,
@@ -148,7 +163,7 @@ def run_case(
         "efficiency": rate / case.ceiling,
         "runtimeCpuPer1000": cpu / msgs * 1000,
         "invokeLatencyMsMean": round(invoke_ms, 1),
-        "runtimeCores": cpu / dt,
+        "runtimeCores": cpu / dt / case.replicas,  # per process: the GIL caps each near 1
         "gatewayCores": gw_cpu / dt,  # the endpoint's processes, whichever kind
         "machineBusy": busy,
         "rssMiB": {
@@ -212,10 +227,11 @@ def run(
     seconds: float,
     max_messages: int,
     endpoints: list[str] | None = None,
+    replicas: list[int] | None = None,
     size: int = 200,
 ) -> list[Row]:
     kinds = endpoints or ["emulator"]
-    cases = default_cases(batches, inflights)
+    cases = default_cases(batches, inflights, replicas)
     # Messages per case: enough for `seconds` at the case's ceiling (capped; CPU caps the rest).
     per_case = {c.name: int(min(max_messages, max(1000, c.ceiling * seconds))) for c in cases}
     results: list[dict[str, Any]] = []
@@ -228,7 +244,7 @@ def run(
         for c in cases:
             for kind in kinds:  # interleaved: both endpoints see the same machine drift
                 # An endpoint per case; the emulator runs one RIE per invocation in flight.
-                pool = c.eff_inflight
+                pool = c.eff_inflight * c.replicas
                 fns = {FUNCTION: ("bench_handlers.count", pool)}
                 gateway = env.ENDPOINTS[kind](stack, fns).start()
                 try:

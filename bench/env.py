@@ -26,7 +26,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pulsar
 
@@ -45,6 +45,23 @@ def _http(method: str, url: str, body: Any = None, timeout: float = 10) -> Any:
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         raw = resp.read()
     return json.loads(raw) if raw else None
+
+
+def _launch(
+    cmd: list[str], log: IO[bytes], health_url: str, what: str, timeout: float
+) -> subprocess.Popen[bytes]:
+    """Start an endpoint process and wait until its health URL answers `{"healthy": true}`."""
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"bench {what} exited; see {log.name}")
+        with contextlib.suppress(OSError, ValueError):
+            if _http("GET", health_url, timeout=2)["healthy"]:
+                return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"bench {what} not healthy after {timeout}s")
 
 
 class Gateway:
@@ -94,16 +111,8 @@ class Gateway:
             lam["accountId"],
         ]
         self.log = (self.dir / "gateway.log").open("ab")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"bench gateway exited; see {self.dir / 'gateway.log'}")
-            with contextlib.suppress(OSError, ValueError):
-                if _http("GET", self.url + "/_gateway/health", timeout=2)["healthy"]:
-                    return self
-            time.sleep(0.3)
-        raise RuntimeError(f"bench gateway not healthy after {timeout}s")
+        self.proc = _launch(cmd, self.log, self.url + "/_gateway/health", "gateway", timeout)
+        return self
 
     def warm(self, function: str, rounds: int = 3) -> int:
         """Start awslambdaric in every emulator process; returns how many run one.
@@ -224,16 +233,8 @@ class LeanEndpoint:
             lam["accountId"],
         ]
         self.log = (self.dir / "endpoint.log").open("ab")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"bench endpoint exited; see {self.dir / 'endpoint.log'}")
-            with contextlib.suppress(OSError, ValueError):
-                if _http("GET", self.url + "/_bench/health", timeout=2)["healthy"]:
-                    return self
-            time.sleep(0.1)
-        raise RuntimeError(f"bench endpoint not healthy after {timeout}s")
+        self.proc = _launch(cmd, self.log, self.url + "/_bench/health", "endpoint", timeout)
+        return self
 
     def warm(self, function: str) -> int:
         """Nothing to start behind it; one call checks the invoke path."""

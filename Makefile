@@ -21,7 +21,7 @@ venv: $(VENV)/.installed  ## create .venv with the project and its dev tools
 
 lint: venv  ## ruff and mypy (strict on our packages)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check runtime operator
+	$(VENV)/bin/ruff format --check runtime operator bench
 	$(VENV)/bin/mypy
 
 test-unit: venv  ## fast tests, no stack

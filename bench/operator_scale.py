@@ -19,6 +19,7 @@ import os
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,15 @@ def _kubectl(stack: dict[str, Any], *args: str) -> str:
     if out.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr.strip()}")
     return out.stdout
+
+
+def _samples(read: Callable[[], float], count: int, every_s: float) -> list[float]:
+    """`count` readings, `every_s` apart (the first after one wait)."""
+    out = []
+    for _ in range(count):
+        time.sleep(every_s)
+        out.append(read())
+    return out
 
 
 def _sink(name: str, stack: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +119,7 @@ def run_n(stack: dict[str, Any], n: int, workdir: Path, timeout_s: float) -> dic
         "--from-literal=secretAccessKey=bench",
     )
     kubeconfig = stack["kubernetes"]["kubeconfig"]
-    api_client = config.new_client_from_config(kubeconfig)
+    api_client = config.new_client_from_config(kubeconfig)  # type: ignore[no-untyped-call]
     custom = client.CustomObjectsApi(api_client)
     apps = client.AppsV1Api(api_client)
     log = (workdir / f"operator-{n}.log").open("ab")
@@ -130,7 +140,7 @@ def run_n(stack: dict[str, Any], n: int, workdir: Path, timeout_s: float) -> dic
         time.sleep(8)  # start-up: kopf's watches are established
         if op.poll() is not None:
             raise RuntimeError(f"operator exited {op.returncode}; see {log.name}")
-        rss_idle = median([proc_rss_mib(op.pid) for _ in range(3) if time.sleep(0.5) is None])
+        rss_idle = median(_samples(lambda: proc_rss_mib(op.pid), 3, 0.5))
         cpu0 = proc_cpu_s(op.pid)
         t0 = time.monotonic()
 
@@ -153,8 +163,15 @@ def run_n(stack: dict[str, Any], n: int, workdir: Path, timeout_s: float) -> dic
         done = 0
         progress: list[tuple[float, int]] = []
         while time.monotonic() - t0 < timeout_s:
-            sinks = custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
-            deps = {d.metadata.name for d in apps.list_namespaced_deployment(ns).items}
+            listed: dict[str, Any] = custom.list_namespaced_custom_object(  # type: ignore[assignment]
+                GROUP, VERSION, ns, PLURAL
+            )
+            sinks = listed["items"]
+            deps = {
+                str(d.metadata.name)
+                for d in apps.list_namespaced_deployment(ns).items
+                if d.metadata
+            }
             done = _done(sinks, deps)
             progress.append((round(time.monotonic() - t0, 1), done))
             if done >= n:
@@ -163,7 +180,7 @@ def run_n(stack: dict[str, Any], n: int, workdir: Path, timeout_s: float) -> dic
         all_s = time.monotonic() - t0
         cpu = proc_cpu_s(op.pid) - cpu0
         time.sleep(15)  # at rest
-        rss_rest = median([proc_rss_mib(op.pid) for _ in range(5) if time.sleep(1) is None])
+        rss_rest = median(_samples(lambda: proc_rss_mib(op.pid), 5, 1.0))
         return {
             "n": n,
             "namespace": ns,

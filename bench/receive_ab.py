@@ -330,7 +330,7 @@ def pipeline_ab(args: argparse.Namespace) -> None:
                 )
 
     def med(side: str, key: str) -> float:
-        return statistics.median(x[key] for x in results[side])
+        return float(statistics.median(x[key] for x in results[side]))
 
     print(
         f"\nmedians of {args.rounds} rounds ({case.name}); base = consumer.py at "

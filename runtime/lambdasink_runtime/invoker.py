@@ -195,26 +195,22 @@ class Invoker:
 
     def invoke_once(self, payload: bytes) -> None:
         """One attempt, blocking; raises a classified `InvokeError` on any failure."""
-        if self.http is not None:
-            try:
-                kind, body = self.http.invoke(payload)
-            except InvokeError:
-                raise
-            except Exception as exc:  # credential refresh (STS) and signing failures
-                raise classify(exc) from exc
-            if kind:
-                raise _function_error(kind, body)
-            return
+        kind: str | None
         try:
-            resp = self.client.invoke(
-                FunctionName=self.function,
-                InvocationType=self.invocation_type,  # type: ignore[arg-type]
-                Payload=payload,
-            )
-            body = resp["Payload"].read() if "Payload" in resp else b""
-        except Exception as exc:  # classified: boto/network errors become InvokeError
+            if self.http is not None:
+                kind, body = self.http.invoke(payload)
+            else:
+                resp = self.client.invoke(
+                    FunctionName=self.function,
+                    InvocationType=self.invocation_type,  # type: ignore[arg-type]
+                    Payload=payload,
+                )
+                body = resp["Payload"].read() if "Payload" in resp else b""
+                kind = resp.get("FunctionError")
+        except InvokeError:
+            raise  # already classified by the lean path
+        except Exception as exc:  # boto/network/credential-refresh errors become InvokeError
             raise classify(exc) from exc
-        kind = resp.get("FunctionError")
         if kind:
             raise _function_error(kind, body)
 

@@ -160,7 +160,9 @@ class LambdaHttp:
             self._local.conn = conn
         return conn
 
-    def _discard(self, conn: http.client.HTTPConnection) -> None:
+    def _discard(self, conn: http.client.HTTPConnection | None) -> None:
+        if conn is None:
+            return
         conn.close()
         with self._lock:
             self._open.discard(conn)
@@ -201,10 +203,10 @@ class LambdaHttp:
             resp = conn.getresponse()
             body = resp.read()
         except TimeoutError as exc:
-            self._discard_quietly(conn)
+            self._discard(conn)
             raise InvokeError(f"timed out: {exc}", retriable=True, code="Timeout") from exc
         except (OSError, http.client.HTTPException) as exc:
-            self._discard_quietly(conn)
+            self._discard(conn)
             raise InvokeError(
                 f"connection failed: {type(exc).__name__}: {exc}",
                 retriable=True,
@@ -215,10 +217,6 @@ class LambdaHttp:
         if resp.status in _OK:
             return resp.getheader("X-Amz-Function-Error"), body
         raise error_from_response(resp.status, resp.msg, body, self._retry_after_cap_s)
-
-    def _discard_quietly(self, conn: http.client.HTTPConnection | None) -> None:
-        if conn is not None:
-            self._discard(conn)
 
 
 def _dropped(sock: socket.socket) -> bool:

@@ -126,14 +126,13 @@ class PulsarSource:
             self._client = pulsar.Client(
                 cfg.service_url, logger=logging.getLogger("lambdasink.pulsar"), **client_kwargs(cfg)
             )
-            kwargs = subscribe_kwargs(cfg)
-            self._consumer = self._client.subscribe(**kwargs)
+            self._consumer = self._client.subscribe(**subscribe_kwargs(cfg))
         except pulsar.PulsarException as exc:
             self._close_client()
             raise PulsarError(f"cannot subscribe on {cfg.service_url}: {exc}") from exc
         #: The C++ consumer behind the wrapper: its calls take and return raw messages.
         self._raw = self._consumer._consumer
-        self._batch_max: int = kwargs["batch_receive_policy"].policy().getMaxNumMessages()
+        self._batch_max = batch_receive_max(cfg)
         self._leftovers: deque[Record | Rejected] = deque()
         self.connected = True
 
@@ -216,32 +215,23 @@ class PulsarSource:
     ) -> None:
         """Append each raw client message as a `Record` (or `Rejected`), in order.
 
-        Per message, so: the schema is looked up before the (frozen) Record is built, and reused
-        while topic and version repeat (they do within a batch); failed lookups are not reused.
+        Per message, so: the schema is looked up (in the per-topic caches) before the frozen
+        Record is built, and built once.
         """
         append = out.append
         registry = self._registry
-        last_topic: str | None = None
-        last_version = 0
-        last_schema: SchemaInfo | None = None
         for raw in msgs:
             topic = raw.topic_name()
             version = raw.int_schema_version() if _INT_SCHEMA_VERSION else _bytes_version(raw)
+            schema: SchemaInfo | None = None
             error: LambdaSinkError | None = None
-            if version == last_version and topic == last_topic:
-                schema = last_schema
-            else:
-                schema = None
-                try:
-                    if version < 0:
-                        schema = self._latest(topic)
-                    elif registry is not None:
-                        schema = self._schema(topic, version)
-                except LambdaSinkError as exc:
-                    error = exc
-                    last_topic = None
-                else:
-                    last_topic, last_version, last_schema = topic, version, schema
+            try:
+                if version < 0:
+                    schema = self._latest(topic)
+                elif registry is not None:
+                    schema = self._schema(topic, version)
+            except LambdaSinkError as exc:
+                error = exc
             mid = raw.message_id()
             record = Record(
                 topic=topic,
@@ -308,6 +298,11 @@ def _bytes_version(raw: Any) -> int:
     return int.from_bytes(blob, "big", signed=True)
 
 
+def batch_receive_max(cfg: PulsarConfig) -> int:
+    """Most messages one `batch_receive` hands over: the C++ client caps it at the queue size."""
+    return min(BATCH_RECEIVE_MAX, cfg.receiver_queue_size)
+
+
 def subscribe_kwargs(cfg: PulsarConfig) -> dict[str, Any]:
     """Arguments for `pulsar.Client.subscribe` (pure, so it is unit-testable)."""
     topic: Any
@@ -328,7 +323,7 @@ def subscribe_kwargs(cfg: PulsarConfig) -> dict[str, Any]:
         "receiver_queue_size": cfg.receiver_queue_size,
         "negative_ack_redelivery_delay_ms": cfg.negative_ack_redelivery_delay_ms,
         "batch_receive_policy": pulsar.ConsumerBatchReceivePolicy(
-            max(1, min(BATCH_RECEIVE_MAX, cfg.receiver_queue_size)), -1, _BATCH_RECEIVE_WAIT_MS
+            batch_receive_max(cfg), -1, _BATCH_RECEIVE_WAIT_MS
         ),
     }
     if cfg.max_redeliver_count > 0:

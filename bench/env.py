@@ -64,6 +64,22 @@ def _launch(
     raise RuntimeError(f"bench {what} not healthy after {timeout}s")
 
 
+def _stop(
+    proc: subprocess.Popen[bytes] | None, log: IO[bytes], workdir: Path, wait_s: float
+) -> None:
+    """Terminate an endpoint process (kill after `wait_s`), close its log, remove its dir."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    with contextlib.suppress(Exception):
+        log.close()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 class Gateway:
     """A private Lambda gateway: functions name → (handler, concurrency)."""
 
@@ -189,16 +205,7 @@ class Gateway:
         return [self.proc.pid, *_descendants(self.proc.pid)]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        with contextlib.suppress(Exception):
-            self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        _stop(self.proc, self.log, self.dir, 20)  # RIE processes shut down behind it
 
 
 class LeanEndpoint:
@@ -252,16 +259,7 @@ class LeanEndpoint:
         return [] if self.proc is None else [self.proc.pid]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        with contextlib.suppress(Exception):
-            self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        _stop(self.proc, self.log, self.dir, 10)
 
 
 AnyEndpoint = Gateway | LeanEndpoint

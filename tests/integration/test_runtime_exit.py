@@ -1,14 +1,10 @@
 """A stopped runtime ends with its own exit code, every time, never with a signal.
 
-The Pulsar client's C++ threads, exiting after `close()`, destroy a thread-local wrapper of the
-Python logger, which takes the GIL. If the interpreter is finalizing by then, CPython ends that
-thread with pthread_exit, and the forced unwind aborts the process (SIGABRT, "terminate called
-without an active exception"; apache/pulsar-client-python#256). A pod shows that as a crash and
-a restart. The runtime therefore ends through `end_process`, which skips finalization.
-
-The abort is a race, so one stop proves little:
+The Pulsar client can abort a process that finalizes just after closing it (SIGABRT; why is in
+`lambdasink_runtime.__main__.end_process`, which the runtime ends through). A pod shows that as
+a crash and a restart. The abort is a race, so one stop proves little:
 - the first test closes a consumer and ends the process at once, the worst timing, many times
-  (with a plain `sys.exit` instead of `end_process`, 22 of 200 such processes aborted here);
+  (with a plain `sys.exit` instead of `end_process`, 10 of 120 such processes aborted here);
 - the second stops the real runtime repeatedly, each time after it has delivered messages.
 """
 

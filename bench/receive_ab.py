@@ -50,8 +50,7 @@ from lambdasink_runtime import consumer as consumer_mod
 from lambdasink_runtime.config import PulsarConfig
 from lambdasink_runtime.consumer import PulsarSource
 from lambdasink_runtime.errors import LambdaSinkError
-from lambdasink_runtime.pipeline import Rejected
-from lambdasink_runtime.record import Record, SchemaInfo
+from lambdasink_runtime.record import Record, Rejected, SchemaInfo
 from lambdasink_runtime.schemas import SchemaRegistry
 
 from . import env, pipeline

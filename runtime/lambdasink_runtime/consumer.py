@@ -26,8 +26,7 @@ import _pulsar
 import pulsar
 
 from .errors import LambdaSinkError, PulsarError
-from .pipeline import Rejected
-from .record import Record, SchemaInfo
+from .record import Record, Rejected, SchemaInfo
 
 if TYPE_CHECKING:
     from .config import PulsarAuth, PulsarConfig

@@ -64,3 +64,19 @@ class PulsarError(LambdaSinkError):
     """The Pulsar side failed (connect, subscribe, receive)."""
 
     retriable = True
+
+
+def failure_reason(err: InvokeError) -> str:
+    """A short, bounded label for metrics and nack reasons."""
+    if err.code == "FunctionError":
+        return "function_error"
+    if err.code in ("Timeout", "ConnectionError", "Credentials"):
+        return err.code.lower()
+    status = err.status or 0
+    if status == 429:
+        return "throttled"
+    if status == 413:
+        return "too_large"
+    if status >= 500:
+        return "server_error"
+    return {404: "not_found", 403: "forbidden", 400: "bad_request"}.get(status, "client_error")

@@ -39,7 +39,7 @@ from botocore.exceptions import (
 )
 
 from .credentials import session_for
-from .errors import FunctionCheckError, InvokeError
+from .errors import FunctionCheckError, InvokeError, failure_reason
 from .lambda_http import LambdaHttp, http_error, parse_retry_after, proxied
 from .metrics import Metrics
 
@@ -52,22 +52,6 @@ log = logging.getLogger("lambdasink.invoker")
 
 MAX_RETRY_AFTER_S = 300.0
 Transport = Literal["auto", "http", "botocore"]
-
-
-def failure_reason(err: InvokeError) -> str:
-    """A short, bounded label for metrics and nack reasons."""
-    if err.code == "FunctionError":
-        return "function_error"
-    if err.code in ("Timeout", "ConnectionError", "Credentials"):
-        return err.code.lower()
-    status = err.status or 0
-    if status == 429:
-        return "throttled"
-    if status == 413:
-        return "too_large"
-    if status >= 500:
-        return "server_error"
-    return {404: "not_found", 403: "forbidden", 400: "bad_request"}.get(status, "client_error")
 
 
 def classify(exc: Exception) -> InvokeError:

@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from .batcher import Batch, Batcher
-from .errors import InvokeError, LambdaSinkError, PayloadTooLargeError
-from .invoker import failure_reason
+from .errors import InvokeError, LambdaSinkError, PayloadTooLargeError, failure_reason
 from .metrics import Metrics
-from .record import Record
+from .record import Record, Rejected
 from .serializer import Serializer
 
 if TYPE_CHECKING:
@@ -41,14 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("lambdasink.pipeline")
 
 ORDERED_SUBSCRIPTIONS = frozenset({"Failover", "Key_Shared", "Exclusive"})
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A received message the source could not turn into a usable Record (e.g. no schema)."""
-
-    record: Record
-    error: LambdaSinkError
 
 
 class Source(Protocol):

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .errors import LambdaSinkError
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +56,14 @@ class Record:
     def sequence(self) -> int:
         """Pulsar IO's record sequence: `(ledgerId << 28) | entryId`."""
         return (self.ledger_id << 28) | self.entry_id
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A received message the source could not turn into a usable Record (e.g. no schema).
+
+    Here, not in the pipeline, so the Pulsar adapter hands it over without importing the pipeline.
+    """
+
+    record: Record
+    error: LambdaSinkError

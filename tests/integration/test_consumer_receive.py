@@ -20,8 +20,7 @@ from tests.stack import Stack
 
 from lambdasink_runtime.config import PulsarConfig
 from lambdasink_runtime.consumer import PulsarSource
-from lambdasink_runtime.pipeline import Rejected
-from lambdasink_runtime.record import Record
+from lambdasink_runtime.record import Record, Rejected
 from lambdasink_runtime.schemas import SchemaRegistry
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ import pytest
 from lambda_api import LambdaApi, Reply
 
 from lambdasink_runtime.config import SinkConfig
-from lambdasink_runtime.errors import FunctionCheckError, InvokeError
-from lambdasink_runtime.invoker import Invoker, Transport, classify, failure_reason
+from lambdasink_runtime.errors import FunctionCheckError, InvokeError, failure_reason
+from lambdasink_runtime.invoker import Invoker, Transport, classify
 from lambdasink_runtime.metrics import Metrics
 
 PAYLOAD = b'[{"value":"hello"}]'

@@ -26,8 +26,8 @@ from lambdasink_runtime.config import PulsarConfig, SinkConfig
 from lambdasink_runtime.errors import InvokeError, SchemaRegistryError, SerializationError
 from lambdasink_runtime.invoker import Invoker
 from lambdasink_runtime.metrics import Metrics
-from lambdasink_runtime.pipeline import Pipeline, Rejected
-from lambdasink_runtime.record import Record
+from lambdasink_runtime.pipeline import Pipeline
+from lambdasink_runtime.record import Record, Rejected
 
 
 def rec(i: int, key: str | None = None, size: int = 0, topic: str = "t") -> Record:

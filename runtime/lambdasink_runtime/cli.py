@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import credentials
+from .attempts import AttemptStore
 from .config import load_config
 from .consumer import PulsarSource
+from .deadletter import DeadLetterProducer
 from .errors import ConfigError, FunctionCheckError, LambdaSinkError
 from .invoker import Invoker
 from .metrics import Metrics
-from .pipeline import Pipeline, Source
+from .pipeline import Pipeline
 from .schemas import SchemaRegistry
 from .server import HttpServer
 
@@ -56,8 +58,9 @@ configuration file (YAML or JSON; or the whole document in env LAMBDASINK_CONFIG
     subscriptionName            default lambda-sink
     subscriptionType            Shared (default) | Failover | Key_Shared | Exclusive
     subscriptionInitialPosition Latest (default) | Earliest
-    maxRedeliverCount           > 0 enables the dead-letter policy (default 0: off)
-    deadLetterTopic             default <topic>-<subscription>-DLQ
+    maxRedeliverCount           > 0: failurePolicy.maxAttempts defaults to it + 1 (default 0)
+    deadLetterTopic             where failurePolicy sends given-up records
+                                (default <topic>-<subscription>-DLQ)
     negativeAckRedeliveryDelayMs  default 60000
     receiverQueueSize           default 1000
     authentication              {token: {file|env|value}} | {oauth2: {issuerUrl, privateKey,
@@ -79,8 +82,17 @@ configuration file (YAML or JSON; or the whole document in env LAMBDASINK_CONFIG
 secrets may come from the environment instead of the file: LAMBDASINK_AWS_ACCESS_KEY,
 LAMBDASINK_AWS_SECRET_KEY, LAMBDASINK_AWS_CREDENTIAL_PLUGIN_PARAM, LAMBDASINK_PULSAR_TOKEN.
 
+  failurePolicy:                what happens to a record whose invocations fail (our own)
+    maxAttempts (maxRedeliverCount + 1, else 3), onExhausted (deadLetter when a DLQ is
+    configured, else block | drop), maxRecordAgeMs (0: none), retryBackoffInitialMs (1000),
+    retryBackoffMaxMs (30000), reportBatchItemFailures (false), bisectOnFunctionError (false),
+    attemptsTopic (<namespace>/<subscription>-lambdasink-attempts),
+    circuitBreaker: {enabled (true), failureRatio (0.5), minimumCalls (10), windowMs (30000),
+                     probeIntervalInitialMs (1000), probeIntervalMaxMs (60000)}
+
 HTTP: /healthz (alive, loop not stuck), /readyz (subscribed and function checked; not while
-draining), /metrics (Prometheus text format).
+draining or while the circuit breaker is open), /metrics (Prometheus text format), /status
+(JSON: breaker state, records dead-lettered/dropped by reason, dead-letter write errors).
 
 exit codes: 0 clean shutdown, 1 other error, 2 configuration error, 3 function check failed.
 """
@@ -196,6 +208,7 @@ def run(cfg: RuntimeConfig) -> int:
         metrics=metrics,
         healthy=state.healthy,
         ready=state.ready,
+        status=state.status,
     ).start()
     try:
         log.info(
@@ -210,12 +223,31 @@ def run(cfg: RuntimeConfig) -> int:
         # Until the pipeline's own handlers are installed, a SIGTERM (a pod deleted while still
         # starting) must end the process cleanly, not kill it mid-call with a signal status.
         previous = signal.signal(signal.SIGTERM, _interrupt_start_up)
-        source: Source | None = None
+        source: PulsarSource | None = None
+        dead_letters: DeadLetterProducer | None = None
         try:
             invoker.check_function()
             state.function_checked = True
             log.info("function %s is reachable", cfg.sink.lambda_function_name)
             source = _open_source(cfg)
+            # Counts are read before the first record is received, so a record that failed
+            # before a restart resumes with its count.
+            store = AttemptStore(source.client, cfg.failure.attempts_topic)
+            source.close_before_client(store.close)
+            if cfg.failure.on_exhausted == "deadLetter":
+                dead_letters = DeadLetterProducer(
+                    source.client, cfg.pulsar.dead_letter_topic_for, cfg.pulsar.subscription_name
+                )
+                source.close_before_client(dead_letters.close)
+            log.info(
+                "failure policy: maxAttempts=%d onExhausted=%s maxRecordAgeMs=%d "
+                "reportBatchItemFailures=%s bisectOnFunctionError=%s",
+                cfg.failure.max_attempts,
+                cfg.failure.on_exhausted,
+                cfg.failure.max_record_age_ms,
+                cfg.failure.report_batch_item_failures,
+                cfg.failure.bisect_on_function_error,
+            )
             pipeline = Pipeline.from_config(
                 cfg.sink,
                 cfg.pulsar,
@@ -223,14 +255,21 @@ def run(cfg: RuntimeConfig) -> int:
                 invoker,
                 metrics=metrics,
                 drain_timeout_s=cfg.runtime.drain_timeout_s,
+                policy=cfg.failure,
+                attempts=store,
+                dead_letters=dead_letters,
             )
             state.pipeline = pipeline
             state.connected = True
             asyncio.run(_serve(pipeline))
         except _StartUpInterrupted:
             log.info("SIGTERM received during start-up: nothing was received, exiting")
-            if source is not None:
+            if source is not None and source.connected:
                 source.close()
+        except BaseException:
+            if source is not None and source.connected:
+                source.close()
+            raise
         finally:
             signal.signal(signal.SIGTERM, previous)
             invoker.close()
@@ -251,7 +290,7 @@ def _interrupt_start_up(_signum: int, _frame: object) -> None:
     raise _StartUpInterrupted
 
 
-def _open_source(cfg: RuntimeConfig) -> Source:
+def _open_source(cfg: RuntimeConfig) -> PulsarSource:
     registry = SchemaRegistry(cfg.pulsar.admin_url, auth=cfg.pulsar.auth)
     source = PulsarSource(cfg.pulsar, registry)
     where = cfg.pulsar.topics_pattern or ",".join(cfg.pulsar.topics)
@@ -305,4 +344,14 @@ class _State:
             return False, "draining"
         if not p.running:
             return False, "pipeline not running"
+        if p.breaker.is_open:
+            return False, f"circuit breaker {p.breaker.state}, not receiving: {p.breaker.reason}"
         return True, "ready"
+
+    def status(self) -> dict[str, object]:
+        p = self.pipeline
+        ready, reason = self.ready()
+        out: dict[str, object] = {"ready": ready, "reason": reason}
+        if p is not None:
+            out.update(p.status())
+        return out

@@ -37,6 +37,8 @@ __all__ = [
     "PLUGIN_DEFAULT_CHAIN",
     "PLUGIN_STS_ASSUME_ROLE",
     "SYNC_PAYLOAD_LIMIT_BYTES",
+    "CircuitBreakerConfig",
+    "FailurePolicyConfig",
     "PulsarAuth",
     "PulsarConfig",
     "RuntimeConfig",
@@ -670,14 +672,22 @@ class PulsarConfig:
     auth: PulsarAuth = field(default_factory=PulsarAuth)
 
     @property
-    def dead_letter_enabled(self) -> bool:
-        return self.max_redeliver_count > 0
+    def dead_letter_requested(self) -> bool:
+        """The reference's way of asking for dead letters: a DLQ topic or a redelivery cap."""
+        return self.max_redeliver_count > 0 or self.dead_letter_topic is not None
 
-    def dead_letter_topic_for(self, topic: str) -> str | None:
+    def dead_letter_topic_for(self, topic: str) -> str:
         """The DLQ a message of `topic` goes to: the configured one or Pulsar's default name."""
-        if not self.dead_letter_enabled:
-            return None
-        return self.dead_letter_topic or f"{topic}-{self.subscription_name}-DLQ"
+        return (
+            self.dead_letter_topic
+            or f"{_PARTITION_SUFFIX.sub('', topic)}-{self.subscription_name}-DLQ"
+        )
+
+    @property
+    def namespace(self) -> str:
+        """`persistent://tenant/namespace` of the first topic (or the pattern)."""
+        first = self.topics[0] if self.topics else (self.topics_pattern or "")
+        return _namespace_of(first)
 
     @classmethod
     def from_mapping(
@@ -710,13 +720,6 @@ class PulsarConfig:
             raise ConfigError(r.name("subscriptionName"), subscription, "a non-empty name")
         max_redeliver = r.integer("maxRedeliverCount", 0, 0)
         dlq = r.opt_str("deadLetterTopic")
-        if dlq and max_redeliver == 0:
-            raise ConfigError(
-                r.name("deadLetterTopic"),
-                dlq,
-                "only together with pulsar.maxRedeliverCount > 0 "
-                "(0 disables the dead-letter policy)",
-            )
         service_url = r.text("serviceUrl", "pulsar://localhost:6650").strip()
         if not re.match(r"^pulsar(\+ssl)?://", service_url):
             raise ConfigError(r.name("serviceUrl"), service_url, "a pulsar:// or pulsar+ssl:// URL")
@@ -791,16 +794,182 @@ class ServerConfig:
         )
 
 
+# --------------------------------------------------------------------------- failure policy
+
+
+OnExhausted = Literal["deadLetter", "drop", "block"]
+_PARTITION_SUFFIX = re.compile(r"-partition-\d+$")
+
+
+def _namespace_of(topic: str) -> str:
+    """`persistent://tenant/ns` of a full or short topic name (short names: public/default)."""
+    m = re.match(r"^(persistent|non-persistent)://([^/]+)/([^/]+)/", topic)
+    if m:
+        return f"{m.group(1)}://{m.group(2)}/{m.group(3)}"
+    return "persistent://public/default"
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreakerConfig:
+    """When most calls fail for lack of a working function, stop pulling instead of burning
+    every record's attempts (function down, permission revoked, region outage)."""
+
+    enabled: bool = True
+    failure_ratio: float = 0.5
+    minimum_calls: int = 10
+    window_ms: int = 30000
+    probe_interval_initial_ms: int = 1000
+    probe_interval_max_ms: int = 60000
+
+    @classmethod
+    def from_mapping(cls, section: str, doc: Mapping[str, Any]) -> CircuitBreakerConfig:
+        doc = _as_mapping(section, doc)
+        _check_keys(section, doc, _BREAKER_KEYS)
+        r = _Reader(section, doc)
+        ratio = r.get("failureRatio", lambda n, v: _as_float(n, v, 0.0), 0.5)
+        if not 0 < ratio <= 1:
+            raise ConfigError(r.name("failureRatio"), ratio, "a number in (0, 1]")
+        initial = r.integer("probeIntervalInitialMs", 1000, 1)
+        most = r.integer("probeIntervalMaxMs", 60000, 1)
+        if most < initial:
+            raise ConfigError(
+                r.name("probeIntervalMaxMs"), most, f"at least probeIntervalInitialMs ({initial})"
+            )
+        return cls(
+            enabled=r.flag("enabled", True),
+            failure_ratio=ratio,
+            minimum_calls=r.integer("minimumCalls", 10, 1),
+            window_ms=r.integer("windowMs", 30000, 1000),
+            probe_interval_initial_ms=initial,
+            probe_interval_max_ms=most,
+        )
+
+
+_BREAKER_KEYS = (
+    "enabled",
+    "failureRatio",
+    "minimumCalls",
+    "windowMs",
+    "probeIntervalInitialMs",
+    "probeIntervalMaxMs",
+)
+_FAILURE_KEYS = (
+    "maxAttempts",
+    "onExhausted",
+    "maxRecordAgeMs",
+    "retryBackoffInitialMs",
+    "retryBackoffMaxMs",
+    "reportBatchItemFailures",
+    "bisectOnFunctionError",
+    "attemptsTopic",
+    "circuitBreaker",
+)
+#: maxAttempts when neither it nor the reference's pulsar.maxRedeliverCount is given.
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class FailurePolicyConfig:
+    """What happens to a record whose invocations fail: lambda-sink's own policy, counted
+    durably (attemptsTopic) and applied on every subscription type.
+
+    Defaults follow the reference's settings where it has them: `maxAttempts` is
+    pulsar.maxRedeliverCount + 1 when that is set (the first delivery plus its redeliveries),
+    else 3; `onExhausted` is deadLetter when pulsar.deadLetterTopic or maxRedeliverCount is
+    set, else block (never a silent gap).
+    """
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    on_exhausted: OnExhausted = "block"
+    max_record_age_ms: int = 0
+    retry_backoff_initial_ms: int = 1000
+    retry_backoff_max_ms: int = 30000
+    report_batch_item_failures: bool = False
+    bisect_on_function_error: bool = False
+    attempts_topic: str = ""
+    circuit_breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
+
+    @classmethod
+    def from_mapping(
+        cls, doc: Mapping[str, Any], pulsar: PulsarConfig, sink: SinkConfig
+    ) -> FailurePolicyConfig:
+        section = "failurePolicy"
+        doc = _as_mapping(section, doc)
+        _check_keys(section, doc, _FAILURE_KEYS)
+        r = _Reader(section, doc)
+        default_attempts = (
+            pulsar.max_redeliver_count + 1
+            if pulsar.max_redeliver_count > 0
+            else DEFAULT_MAX_ATTEMPTS
+        )
+        default_outcome = "deadLetter" if pulsar.dead_letter_requested else "block"
+        outcome = cast(
+            OnExhausted,
+            r.get(
+                "onExhausted",
+                lambda n, v: _as_choice(n, v, ("deadLetter", "drop", "block")),
+                default_outcome,
+            ),
+        )
+        max_age = r.integer("maxRecordAgeMs", 0, 0)
+        if max_age and outcome == "block":
+            raise ConfigError(
+                r.name("maxRecordAgeMs"),
+                max_age,
+                "0 with failurePolicy.onExhausted block (a blocked record is never given up); "
+                "use deadLetter or drop to expire old records",
+            )
+        initial = r.integer("retryBackoffInitialMs", 1000, 0)
+        most = r.integer("retryBackoffMaxMs", 30000, 0)
+        if most < initial:
+            raise ConfigError(
+                r.name("retryBackoffMaxMs"), most, f"at least retryBackoffInitialMs ({initial})"
+            )
+        partial = r.flag("reportBatchItemFailures", False)
+        if partial and not sink.synchronous_invocation:
+            raise ConfigError(
+                r.name("reportBatchItemFailures"),
+                True,
+                "false with sink.synchronousInvocation false (an asynchronous invocation "
+                "returns no response to read failures from)",
+            )
+        topic = r.text("attemptsTopic", "").strip()
+        if not topic:
+            topic = f"{pulsar.namespace}/{pulsar.subscription_name}-lambdasink-attempts"
+        for name, value in (("attemptsTopic", topic),):
+            if pulsar.topics_pattern and re.fullmatch(
+                pulsar.topics_pattern.split("/")[-1], value.split("/")[-1]
+            ):
+                raise ConfigError(
+                    r.name(name), value, "a topic that pulsar.topicsPattern does not match"
+                )
+        return cls(
+            max_attempts=r.integer("maxAttempts", default_attempts, 1),
+            on_exhausted=outcome,
+            max_record_age_ms=max_age,
+            retry_backoff_initial_ms=initial,
+            retry_backoff_max_ms=most,
+            report_batch_item_failures=partial,
+            bisect_on_function_error=r.flag("bisectOnFunctionError", False),
+            attempts_topic=topic,
+            circuit_breaker=CircuitBreakerConfig.from_mapping(
+                r.name("circuitBreaker"), doc.get("circuitBreaker") or {}
+            ),
+        )
+
+
 # --------------------------------------------------------------------------- whole document
 
 
 @dataclass(frozen=True, slots=True)
 class RuntimeConfig:
-    """The whole worker configuration: the `pulsar`, `sink` and `runtime` sections."""
+    """The whole worker configuration: the `pulsar`, `sink`, `runtime` and `failurePolicy`
+    sections."""
 
     pulsar: PulsarConfig
     sink: SinkConfig
     runtime: ServerConfig = field(default_factory=ServerConfig)
+    failure: FailurePolicyConfig = field(default_factory=FailurePolicyConfig)
 
     @classmethod
     def from_mapping(
@@ -808,7 +977,7 @@ class RuntimeConfig:
     ) -> RuntimeConfig:
         """Validate a whole document; `env` (default: none) supplies secrets and overrides."""
         doc = _as_mapping("(document)", doc)
-        _check_keys("", doc, ("pulsar", "sink", "runtime"))
+        _check_keys("", doc, ("pulsar", "sink", "runtime", "failurePolicy"))
         env = env if env is not None else {}
         if doc.get("sink") is None:
             raise ConfigError("sink", None, "the sink section (a --sink-config object)")
@@ -818,10 +987,23 @@ class RuntimeConfig:
                 sink_doc = json.loads(sink_doc)
             except ValueError:
                 raise ConfigError("sink", "<unparsable JSON>", "a JSON object") from None
+        pulsar = PulsarConfig.from_mapping(doc.get("pulsar") or {}, env=env)
+        sink = SinkConfig.from_mapping(_as_mapping("sink", sink_doc), env=env)
+        if pulsar.topics_pattern:
+            probe = pulsar.dead_letter_topic_for(pulsar.namespace + "/x")
+            if pulsar.dead_letter_topic and re.fullmatch(
+                pulsar.topics_pattern.split("/")[-1], probe.split("/")[-1]
+            ):
+                raise ConfigError(
+                    "pulsar.deadLetterTopic",
+                    probe,
+                    "a topic that pulsar.topicsPattern does not match",
+                )
         return cls(
-            pulsar=PulsarConfig.from_mapping(doc.get("pulsar") or {}, env=env),
-            sink=SinkConfig.from_mapping(_as_mapping("sink", sink_doc), env=env),
+            pulsar=pulsar,
+            sink=sink,
             runtime=ServerConfig.from_mapping(doc.get("runtime") or {}, env=env),
+            failure=FailurePolicyConfig.from_mapping(doc.get("failurePolicy") or {}, pulsar, sink),
         )
 
     def redacted_dict(self) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 The client's calls are blocking; the pipeline runs `receive` on one dedicated thread and calls
 `ack`/`nack` (individual, never cumulative: Shared and Key_Shared forbid it) from its loop.
 A message whose writer schema cannot be fetched is handed back as `Rejected` so the pipeline
-negatively acknowledges it (the dead-letter policy then applies).
+negatively acknowledges it (redelivered: the schema registry may answer later).
 
 Receive, convert and ack are the runtime's hottest path, so: one topic is subscribed by name
 (a one-element list would make the C++ client run a multi-topic consumer, about twice the CPU
@@ -19,7 +19,7 @@ import json
 import logging
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import _pulsar
@@ -133,7 +133,18 @@ class PulsarSource:
         self._raw = self._consumer._consumer
         self._batch_max = batch_receive_max(cfg)
         self._leftovers: deque[Record | Rejected] = deque()
+        self._closers: list[Callable[[], None]] = []
         self.connected = True
+
+    @property
+    def client(self) -> pulsar.Client:
+        """The client, shared with the attempt log and the dead-letter producer."""
+        return self._client
+
+    def close_before_client(self, close: Callable[[], None]) -> None:
+        """Run `close` when this source closes, after the consumer and before the client (the
+        attempt log and the dead-letter producer use the client)."""
+        self._closers.append(close)
 
     # -- Source protocol ------------------------------------------------------------------
 
@@ -196,6 +207,9 @@ class PulsarSource:
             self._consumer.close()
         except pulsar.PulsarException as exc:
             log.warning("consumer close failed: %s", exc)
+        for close in self._closers:
+            close()
+        self._closers.clear()
         self._close_client()
         self.connected = False
 
@@ -325,9 +339,6 @@ def subscribe_kwargs(cfg: PulsarConfig) -> dict[str, Any]:
             batch_receive_max(cfg), -1, _BATCH_RECEIVE_WAIT_MS
         ),
     }
-    if cfg.max_redeliver_count > 0:
-        kwargs["dead_letter_policy"] = pulsar.ConsumerDeadLetterPolicy(
-            max_redeliver_count=cfg.max_redeliver_count,
-            dead_letter_topic=cfg.dead_letter_topic or None,
-        )
+    # No `dead_letter_policy`: the failure policy (attempts.py, deadletter.py) replaces it, on
+    # every subscription type and with counts that survive restarts.
     return kwargs

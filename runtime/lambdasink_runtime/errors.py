@@ -49,11 +49,17 @@ class InvokeError(LambdaSinkError):
         code: str = "",
         status: int | None = None,
         retry_after_s: float | None = None,
+        request_id: str = "",
+        error_type: str = "",
     ) -> None:
         super().__init__(message, retriable=retriable)
         self.code = code
         self.status = status
         self.retry_after_s = retry_after_s
+        #: Lambda's request id (x-amzn-RequestId) when the call reached Lambda.
+        self.request_id = request_id
+        #: A function error's `errorType` (e.g. "ValueError", "Runtime.ImportModuleError").
+        self.error_type = error_type
 
 
 class FunctionCheckError(LambdaSinkError):

@@ -3,11 +3,13 @@
 botocore's retries are off (one attempt per call) so the policy here is the only one:
 
 - success: the call returned and carried no `FunctionError` (sync 200, async 202);
-- retried with bounded, jittered exponential backoff: function errors (Handled/Unhandled),
-  429 throttles (waiting at least `Retry-After`/`retryAfterSeconds`), 5xx, 409 conflicts
-  (function being updated), timeouts and connection errors;
-- not retried: 413 (the same payload can never fit; the pipeline splits multi-record batches)
-  and other 4xx (missing function, denied permission, bad request: configuration problems).
+- retried here, with bounded, jittered exponential backoff (`invokeMaxRetries`): calls that did
+  not run the function: 429 throttles (waiting at least `Retry-After`/`retryAfterSeconds`),
+  5xx, 409 conflicts (function being updated), timeouts and connection errors;
+- raised at once: function errors (Handled/Unhandled: the records' failure policy decides,
+  counting attempts per record in the pipeline), 413 (the same payload can never fit; the
+  pipeline splits multi-record batches) and other 4xx (missing function, denied permission,
+  bad request).
 
 An attempt is blocking and runs in a thread pool sized to `max_in_flight`; waits between
 attempts are `asyncio.sleep`, so a retrying batch holds no thread. Invocations go through
@@ -24,6 +26,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
@@ -77,17 +80,31 @@ def classify(exc: Exception) -> InvokeError:
     return InvokeError(f"{type(exc).__name__}: {exc}", retriable=False, code="Unexpected")
 
 
-def _function_error(kind: str, body: bytes) -> InvokeError:
+def _function_error(kind: str, body: bytes, request_id: str) -> InvokeError:
     detail = ""
+    error_type = ""
     try:
         parsed = json.loads(body) if body else None
     except ValueError:
         parsed = None
     if isinstance(parsed, dict):
-        detail = f"{parsed.get('errorType', '')}: {str(parsed.get('errorMessage', ''))[:200]}"
+        error_type = str(parsed.get("errorType", ""))
+        detail = f"{error_type}: {str(parsed.get('errorMessage', ''))[:200]}"
     return InvokeError(
-        f"function error ({kind}) {detail}".rstrip(), retriable=True, code="FunctionError"
+        f"function error ({kind}) {detail}".rstrip(),
+        retriable=True,
+        code="FunctionError",
+        request_id=request_id,
+        error_type=error_type or kind,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What a successful invocation returned (the body is empty for asynchronous ones)."""
+
+    body: bytes = b""
+    request_id: str = ""
 
 
 class Invoker:
@@ -177,12 +194,12 @@ class Invoker:
 
     # -- invocations ----------------------------------------------------------------------
 
-    def invoke_once(self, payload: bytes) -> None:
+    def invoke_once(self, payload: bytes) -> Response:
         """One attempt, blocking; raises a classified `InvokeError` on any failure."""
         kind: str | None
         try:
             if self.http is not None:
-                kind, body = self.http.invoke(payload)
+                kind, body, request_id = self.http.invoke(payload)
             else:
                 resp = self.client.invoke(
                     FunctionName=self.function,
@@ -191,12 +208,17 @@ class Invoker:
                 )
                 body = resp["Payload"].read() if "Payload" in resp else b""
                 kind = resp.get("FunctionError")
+                request_id = str(resp.get("ResponseMetadata", {}).get("RequestId", ""))
         except InvokeError:
             raise  # already classified by the lean path
         except Exception as exc:  # boto/network/credential-refresh errors become InvokeError
-            raise classify(exc) from exc
+            err = classify(exc)
+            if isinstance(exc, ClientError):
+                err.request_id = str(exc.response.get("ResponseMetadata", {}).get("RequestId", ""))
+            raise err from exc
         if kind:
-            raise _function_error(kind, body)
+            raise _function_error(kind, body, request_id)
+        return Response(body, request_id)
 
     def backoff(self, attempt: int, err: InvokeError) -> float:
         """Jittered exponential delay before retry `attempt` (0-based), at least Retry-After."""
@@ -206,20 +228,26 @@ class Invoker:
             delay = max(delay, err.retry_after_s)
         return delay
 
-    async def invoke(self, payload: bytes) -> None:
-        """Invoke with the retry policy; returns on success, raises the last `InvokeError`."""
+    async def invoke(self, payload: bytes) -> Response:
+        """Invoke with the retry policy; returns the response, raises the last `InvokeError`.
+
+        A function error is raised at once: whether the records deserve another attempt is the
+        failure policy's call (the pipeline counts attempts per record, durably). What is
+        retried here are the calls that did not run the function (throttles, 5xx, timeouts).
+        """
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         attempt = 0
         try:
             while True:
                 try:
-                    await loop.run_in_executor(self._pool, self.invoke_once, payload)
+                    resp = await loop.run_in_executor(self._pool, self.invoke_once, payload)
                     self.metrics.invocations.inc(1, "success")
-                    return
+                    return resp
                 except InvokeError as err:
                     reason = failure_reason(err)
-                    if not err.retriable or attempt >= self.max_retries:
+                    final = not err.retriable or err.code == "FunctionError"
+                    if final or attempt >= self.max_retries:
                         self.metrics.invocations.inc(1, reason)
                         raise
                     delay = self.backoff(attempt, err)

@@ -80,11 +80,14 @@ def error_from_response(
     retry_after = parse_retry_after(
         headers.get("Retry-After") or doc.get("retryAfterSeconds"), cap_s
     )
-    return http_error(status, code, message, retry_after)
+    err = http_error(status, code, message, retry_after)
+    err.request_id = headers.get("x-amzn-RequestId") or ""
+    return err
 
 
 class LambdaHttp:
-    """`invoke(payload) -> (function_error, body)`; raises `InvokeError` on HTTP/network errors.
+    """`invoke(payload) -> (function_error, body, request_id)`; raises `InvokeError` on
+    HTTP/network errors.
 
     Thread-safe: each thread of the invoker's pool owns one connection, reopened after any
     error or when the server has closed it while idle.
@@ -193,8 +196,8 @@ class LambdaHttp:
         SigV4Auth(frozen, "lambda", self._region).add_auth(request)
         return dict(request.headers.items())
 
-    def invoke(self, payload: bytes) -> tuple[str | None, bytes]:
-        """One attempt. Returns (`X-Amz-Function-Error` or None, response body)."""
+    def invoke(self, payload: bytes) -> tuple[str | None, bytes, str]:
+        """One attempt. Returns (`X-Amz-Function-Error` or None, response body, request id)."""
         headers = self._signed_headers(payload)
         conn: http.client.HTTPConnection | None = None
         try:
@@ -215,7 +218,11 @@ class LambdaHttp:
         if resp.will_close:
             self._discard(conn)
         if resp.status in _OK:
-            return resp.getheader("X-Amz-Function-Error"), body
+            return (
+                resp.getheader("X-Amz-Function-Error"),
+                body,
+                resp.getheader("x-amzn-RequestId") or "",
+            )
         raise error_from_response(resp.status, resp.msg, body, self._retry_after_cap_s)
 
 

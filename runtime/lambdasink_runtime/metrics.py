@@ -62,6 +62,10 @@ class Counter(_Metric):
     def value(self, *labels: str) -> float:
         return self._values.get(labels, 0.0)
 
+    def values(self) -> dict[str, float]:
+        """Per first label value (for a one-label counter's status summary)."""
+        return {k[0] if k else "": v for k, v in self._values.items()}
+
     def render(self) -> list[str]:
         lines = self._header()
         for key, val in sorted(self._values.items()):
@@ -166,6 +170,52 @@ class Metrics:
         self.oversize = Counter(
             p + "oversize_records_total", "Records larger than the invocation payload limit."
         )
+        # The failure policy: where each given-up record went, and why.
+        self.record_failures = Counter(
+            p + "record_failures_total",
+            "Failed attempts per record, by reason (service failures are not counted against "
+            "the record's attempts).",
+            ("reason",),
+        )
+        self.records_dead_lettered = Counter(
+            p + "records_dead_lettered_total",
+            "Records given up and persisted in the dead-letter topic, by last failure reason.",
+            ("reason",),
+        )
+        self.records_dropped = Counter(
+            p + "records_dropped_total",
+            "Records given up and acknowledged without delivery (onExhausted: drop), by reason.",
+            ("reason",),
+        )
+        self.records_too_old = Counter(
+            p + "records_too_old_total", "Records given up as older than maxRecordAgeMs."
+        )
+        self.records_blocked = Gauge(
+            p + "records_blocked",
+            "Records out of attempts that onExhausted: block keeps retrying.",
+        )
+        self.partial_failures = Counter(
+            p + "partial_batch_failures_total", "Records the function listed in batchItemFailures."
+        )
+        self.invalid_responses = Counter(
+            p + "invalid_partial_responses_total",
+            "Malformed batchItemFailures responses (the whole batch failed).",
+        )
+        self.bisects = Counter(p + "bisects_total", "Batches split in halves on a function error.")
+        self.dead_letter_errors = Counter(
+            p + "dead_letter_errors_total", "Failed writes to the dead-letter topic (retried)."
+        )
+        self.attempt_log_errors = Counter(
+            p + "attempt_log_errors_total", "Failed writes of attempt counts (retried)."
+        )
+        self.breaker_open = Gauge(
+            p + "circuit_breaker_open", "1 while the circuit breaker is open or probing."
+        )
+        self.breaker_transitions = Counter(
+            p + "circuit_breaker_transitions_total",
+            "Circuit breaker state changes, by new state.",
+            ("state",),
+        )
 
     def all(self) -> list[_Metric]:
         return [
@@ -179,6 +229,18 @@ class Metrics:
             self.invoke_latency,
             self.inflight,
             self.oversize,
+            self.record_failures,
+            self.records_dead_lettered,
+            self.records_dropped,
+            self.records_too_old,
+            self.records_blocked,
+            self.partial_failures,
+            self.invalid_responses,
+            self.bisects,
+            self.dead_letter_errors,
+            self.attempt_log_errors,
+            self.breaker_open,
+            self.breaker_transitions,
         ]
 
     def render(self) -> str:

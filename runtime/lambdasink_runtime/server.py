@@ -1,4 +1,5 @@
-"""The worker's HTTP port: /healthz (liveness), /readyz (readiness), /metrics (Prometheus).
+"""The worker's HTTP port: /healthz (liveness), /readyz (readiness), /metrics (Prometheus) and
+/status (JSON for the operator: breaker state, where given-up records went).
 
 Stdlib only, on its own thread, so probes answer even while the event loop is busy; the checks
 are callables that read plain attributes and never block.
@@ -6,6 +7,7 @@ are callables that read plain attributes and never block.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -17,6 +19,8 @@ log = logging.getLogger("lambdasink.server")
 
 #: A probe: (ok, one-line reason).
 Check = Callable[[], tuple[bool, str]]
+#: The /status document.
+Status = Callable[[], dict[str, object]]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -30,6 +34,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._probe(self.server.healthy)
         elif path == "/readyz":
             self._probe(self.server.ready)
+        elif path == "/status":
+            try:
+                doc = self.server.status()
+            except Exception as exc:  # noqa: BLE001 - never a 500 from a status read
+                doc = {"error": type(exc).__name__}
+            self._reply(200, json.dumps(doc, sort_keys=True) + "\n", "application/json")
         else:
             self._reply(404, "not found\n")
 
@@ -56,21 +66,29 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, addr: tuple[str, int], metrics: Metrics, healthy: Check, ready: Check
+        self, addr: tuple[str, int], metrics: Metrics, healthy: Check, ready: Check, status: Status
     ) -> None:
         super().__init__(addr, _Handler)
         self.metrics = metrics
         self.healthy = healthy
         self.ready = ready
+        self.status = status
 
 
 class HttpServer:
     """Serves the three endpoints on a background thread until `close()`."""
 
     def __init__(
-        self, host: str, port: int, *, metrics: Metrics, healthy: Check, ready: Check
+        self,
+        host: str,
+        port: int,
+        *,
+        metrics: Metrics,
+        healthy: Check,
+        ready: Check,
+        status: Status = dict,
     ) -> None:
-        self._server = _Server((host, port), metrics, healthy, ready)
+        self._server = _Server((host, port), metrics, healthy, ready, status)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="http", kwargs={"poll_interval": 0.2}
         )
@@ -82,7 +100,7 @@ class HttpServer:
 
     def start(self) -> HttpServer:
         self._thread.start()
-        log.info("serving /healthz /readyz /metrics on port %d", self.port)
+        log.info("serving /healthz /readyz /metrics /status on port %d", self.port)
         return self
 
     def close(self) -> None:

@@ -485,7 +485,8 @@ def test_pulsar_defaults() -> None:
     assert cfg.negative_ack_redelivery_delay_ms == 60000
     assert cfg.receiver_queue_size == 1000
     assert cfg.auth.kind == "none"
-    assert cfg.dead_letter_topic_for("t") is None
+    assert cfg.dead_letter_requested is False
+    assert cfg.dead_letter_topic_for("t") == "t-lambda-sink-DLQ"
 
 
 def test_pulsar_everything() -> None:
@@ -526,10 +527,16 @@ def test_dead_letter_topic_explicit() -> None:
     assert cfg.dead_letter_topic_for("t") == "dlq"
 
 
-def test_dead_letter_topic_needs_redeliver_count() -> None:
-    with pytest.raises(ConfigError) as info:
-        PulsarConfig.from_mapping({"topics": ["t"], "deadLetterTopic": "dlq"})
-    assert info.value.field == "pulsar.deadLetterTopic"
+def test_dead_letter_topic_alone_asks_for_dead_letters() -> None:
+    # The failure policy counts attempts itself, so a DLQ no longer needs maxRedeliverCount.
+    cfg = PulsarConfig.from_mapping({"topics": ["t"], "deadLetterTopic": "dlq"})
+    assert cfg.dead_letter_requested is True
+    assert cfg.dead_letter_topic_for("persistent://public/default/t-partition-3") == "dlq"
+
+
+def test_default_dead_letter_topic_drops_the_partition_suffix() -> None:
+    cfg = PulsarConfig.from_mapping({"topics": ["t"], "subscriptionName": "s"})
+    assert cfg.dead_letter_topic_for("persistent://p/q/t-partition-3") == "persistent://p/q/t-s-DLQ"
 
 
 def test_topics_pattern() -> None:

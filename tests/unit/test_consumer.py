@@ -33,7 +33,9 @@ def test_topics_subscription_without_dead_letter_policy() -> None:
     assert "dead_letter_policy" not in kw
 
 
-def test_pattern_subscription_with_dead_letter_policy() -> None:
+def test_pattern_subscription_without_pulsars_dead_letter_policy() -> None:
+    # The failure policy replaces Pulsar's consumer DLQ (broker-memory counts, skipped on
+    # Exclusive/Failover), so the subscription never carries one.
     cfg = PulsarConfig(
         topics_pattern="persistent://public/default/orders-.*",
         subscription_type="Failover",
@@ -44,10 +46,7 @@ def test_pattern_subscription_with_dead_letter_policy() -> None:
     assert isinstance(kw["topic"], re.Pattern)
     assert kw["topic"].pattern == "persistent://public/default/orders-.*"
     assert kw["consumer_type"] == pulsar.ConsumerType.Failover
-    policy = kw["dead_letter_policy"]
-    assert isinstance(policy, pulsar.ConsumerDeadLetterPolicy)
-    assert policy.max_redeliver_count == 3
-    assert policy.dead_letter_topic == "persistent://public/default/orders-dlq"
+    assert "dead_letter_policy" not in kw
 
 
 def test_every_subscription_type_maps() -> None:

@@ -15,14 +15,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 from lambda_api import LambdaApi
 
 from lambdasink_runtime.batcher import Batcher
-from lambdasink_runtime.config import PulsarConfig, SinkConfig
+from lambdasink_runtime.config import (
+    CircuitBreakerConfig,
+    FailurePolicyConfig,
+    PulsarConfig,
+    SinkConfig,
+)
 from lambdasink_runtime.errors import InvokeError, SchemaRegistryError, SerializationError
 from lambdasink_runtime.invoker import Invoker
 from lambdasink_runtime.metrics import Metrics
@@ -88,7 +93,13 @@ class MemorySource:
         return len(self.acked) + len(self.nacked)
 
 
-Decide = Callable[[list[int]], Awaitable[None]]
+Decide = Callable[[list[int]], Awaitable[bytes | None]]
+
+
+@dataclass(frozen=True)
+class Reply:
+    body: bytes = b""
+    request_id: str = "req-1"
 
 
 class ScriptedInvoke:
@@ -101,7 +112,7 @@ class ScriptedInvoke:
         self.max_active = 0
         self.log: list[tuple[str, list[int]]] = []
 
-    async def invoke(self, payload: bytes) -> None:
+    async def invoke(self, payload: bytes) -> Reply:
         doc = json.loads(payload)
         items = doc if isinstance(doc, list) else [doc]
         ids = [int(x["v"][1:].rstrip("x")) for x in items]
@@ -110,11 +121,11 @@ class ScriptedInvoke:
         self.max_active = max(self.max_active, self.active)
         self.log.append(("start", ids))
         try:
-            if self.decide is not None:
-                await self.decide(ids)
+            body = await self.decide(ids) if self.decide is not None else None
         finally:
             self.active -= 1
             self.log.append(("end", ids))
+        return Reply(body or b"")
 
 
 def pipeline(
@@ -135,9 +146,18 @@ def pipeline(
         limit_bytes=limit,
         array=array,
     )
+    kwargs.setdefault("policy", FAST)
     return Pipeline(
         source, serialize, batcher, invoke, metrics=Metrics(), receive_timeout_s=0.01, **kwargs
     )
+
+
+#: The default policy (block) with millisecond backoffs, so retries do not slow the tests.
+FAST = FailurePolicyConfig(
+    retry_backoff_initial_ms=1,
+    retry_backoff_max_ms=4,
+    circuit_breaker=CircuitBreakerConfig(probe_interval_initial_ms=1, probe_interval_max_ms=4),
+)
 
 
 async def run_until(p: Pipeline, done: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -170,31 +190,47 @@ def test_success_acks_after_the_invocation() -> None:
     assert p.metrics.batch_records.count == len(inv.calls)
 
 
-def test_failure_nacks_every_record_of_the_batch() -> None:
+def test_service_failure_is_retried_in_place_without_using_attempts() -> None:
+    throttles = 0
+
     async def fail(ids: list[int]) -> None:
-        if 3 in ids:
+        nonlocal throttles
+        if 3 in ids and throttles < 5:
+            throttles += 1
             raise InvokeError(
                 "throttled", retriable=True, code="TooManyRequestsException", status=429
             )
+        return None
 
     source = MemorySource([rec(i) for i in range(6)])
     p = pipeline(source, ScriptedInvoke(fail), records=3)
     settle(p, source, 6)
-    assert sorted(source.acked) == [0, 1, 2]
-    assert sorted(source.nacked) == [3, 4, 5]
-    assert p.metrics.messages_nacked.value("throttled") == 3
+    assert sorted(source.acked) == list(range(6))  # 5 throttles > maxAttempts 3: not counted
+    assert source.nacked == []
+    assert p.metrics.record_failures.value("throttled") == 15
+    assert len(p.attempts) == 0
 
 
-def test_function_error_is_never_acked() -> None:
+def test_function_error_is_never_acked_while_attempts_remain() -> None:
     async def fail(ids: list[int]) -> None:
         raise InvokeError("function error (Unhandled)", retriable=True, code="FunctionError")
 
     source = MemorySource([rec(i) for i in range(4)])
-    p = pipeline(source, ScriptedInvoke(fail), records=2)
-    settle(p, source, 4)
-    assert source.acked == []
+    inv = ScriptedInvoke(fail)
+    p = pipeline(source, inv, records=2)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(p.run())
+        while len(inv.calls) < 8:  # both batches used their 3 attempts at least once more
+            await asyncio.sleep(0.002)
+        p.stop()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+    assert source.acked == []  # block: never acked, nacked on shutdown (counts kept)
     assert sorted(source.nacked) == [0, 1, 2, 3]
-    assert p.metrics.messages_nacked.value("function_error") == 4
+    assert p.metrics.record_failures.value("function_error") >= 8
+    assert p.metrics.records_blocked.value() == 4
 
 
 def test_unexpected_invoker_exception_nacks() -> None:
@@ -208,7 +244,7 @@ def test_unexpected_invoker_exception_nacks() -> None:
     assert p.metrics.messages_nacked.value("internal") == 1
 
 
-def test_oversize_record_is_nacked_and_counted() -> None:
+def test_oversize_record_is_nacked_with_block_and_counted() -> None:
     source = MemorySource([rec(0), rec(1, size=500), rec(2)])
     inv = ScriptedInvoke()
     p = pipeline(source, inv, limit=200, max_bytes=200)
@@ -217,7 +253,7 @@ def test_oversize_record_is_nacked_and_counted() -> None:
     assert sorted(source.acked) == [0, 2]
     assert all(1 not in c for c in inv.calls)
     assert p.metrics.oversize.value() == 1
-    assert p.metrics.messages_nacked.value("oversize") == 1
+    assert p.metrics.messages_nacked.value("too_large") == 1
 
 
 def test_serialization_failure_is_nacked() -> None:
@@ -422,6 +458,7 @@ def test_no_record_acked_twice_or_both_acked_and_nacked() -> None:
         await asyncio.sleep(rnd.random() * 0.002)
         if rnd.random() < 0.3:
             raise InvokeError("5xx", retriable=True, status=503)
+        return None
 
     source = MemorySource([rec(i, key=str(i % 7)) for i in range(200)])
     p = pipeline(source, ScriptedInvoke(flaky), records=4, max_in_flight=5, ordered=True)
@@ -429,13 +466,13 @@ def test_no_record_acked_twice_or_both_acked_and_nacked() -> None:
     assert len(source.acked) == len(set(source.acked))
     assert len(source.nacked) == len(set(source.nacked))
     assert not set(source.acked) & set(source.nacked)
-    assert set(source.acked) | set(source.nacked) == set(range(200))
+    assert set(source.acked) == set(range(200))  # service failures retried until they pass
 
 
 # -- 413 handling with the real invoker against the fake Lambda API -----------------------------
 
 
-def test_413_splits_multi_record_batch_and_nacks_single_oversize() -> None:
+def test_413_splits_multi_record_batch_and_gives_up_on_single_oversize() -> None:
     with LambdaApi(max_body=300) as api:
         sink = SinkConfig(
             aws_region="us-east-1",
@@ -451,14 +488,15 @@ def test_413_splits_multi_record_batch_and_nacks_single_oversize() -> None:
         # Record 99 alone is ~330 bytes: refused even alone → nacked.
         records = [rec(i, size=30) for i in range(8)] + [rec(99, size=300)]
         source = MemorySource(records)
-        p = pipeline(source, inv, records=8, time_s=0.05)
+        p = pipeline(source, inv, records=8, time_s=0.05, policy=replace(FAST, on_exhausted="drop"))
         try:
             settle(p, source, 9)
         finally:
             inv.close()
-        assert sorted(source.acked) == list(range(8))
-        assert source.nacked == [99]
-        assert p.metrics.messages_nacked.value("too_large") == 1
+        assert sorted(source.acked) == [*range(8), 99]  # 99 dropped by policy: acked, counted
+        assert source.nacked == []
+        assert p.metrics.records_dropped.value("too_large") == 1
+        assert p.metrics.messages_acked.value() == 9
         bodies = [json.loads(r.body) for r in api.invocations()]
         assert sorted(len(b) for b in bodies) == [1, 4, 4, 8]  # 8 refused, halves sent
         halves = [[int(x["v"][1:].rstrip("x")) for x in b] for b in bodies if len(b) == 4]

@@ -191,6 +191,10 @@ def start_pulsar() -> dict[str, Any]:
     procs.start("pulsar", cmd, env=env, cwd=base)
     rec = {
         "version": VERSIONS["PULSAR_VERSION"],
+        # What `restart_pulsar` needs to start the same broker on the same data.
+        "command": [c for c in cmd if c != "--wipe-data"],
+        "environment": env,
+        "cwd": str(base),
         "serviceUrl": f"pulsar://127.0.0.1:{broker_port}",
         "adminUrl": f"http://127.0.0.1:{web_port}",
         "brokerPort": broker_port,
@@ -218,6 +222,29 @@ def start_pulsar() -> dict[str, Any]:
     )
     log(f"pulsar: ready in {time.monotonic() - t0:.0f}s")
     procs.save_record("pulsar", rec)
+    return rec
+
+
+def restart_pulsar() -> dict[str, Any]:
+    """Stop the broker and start it again on the same ports and data: a broker restart, as
+    tests of what survives one need (the normal start wipes the data)."""
+    rec = procs.record("pulsar")
+    if rec is None or "command" not in rec:
+        raise StackError("pulsar was not started by this stack (run `dev/stack up` first)")
+    procs.stop("pulsar")
+    t0 = time.monotonic()
+    procs.start("pulsar", list(rec["command"]), env=dict(rec["environment"]), cwd=Path(rec["cwd"]))
+    alive = lambda: procs.running("pulsar")  # noqa: E731
+    for what, ready in (("admin API", pulsar_admin_ready), ("round trip", pulsar_round_trip)):
+        wait_until(
+            f"pulsar {what}",
+            lambda ready=ready: ready(rec),  # type: ignore[misc]
+            timeout=240,
+            interval=1,
+            alive=alive,
+            logfile=procs.log_file("pulsar"),
+        )
+    log(f"pulsar: restarted in {time.monotonic() - t0:.0f}s")
     return rec
 
 

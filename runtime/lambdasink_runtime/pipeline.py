@@ -187,6 +187,7 @@ class Pipeline:
         self.dead_letters = dead_letters
         self.subscription = subscription
         cb = self.policy.circuit_breaker
+        self._breaker_state: State = "closed"
         self.breaker = CircuitBreaker(
             enabled=cb.enabled,
             failure_ratio=cb.failure_ratio,
@@ -457,8 +458,8 @@ class Pipeline:
                         self.metrics.record_failures.inc(len(current), failure.reason)
                         service_failures += 1
                         log.warning(
-                            "invocation of %d records failed (%s, not counted against them): "
-                            "%s; retrying",
+                            "invocation of %d records failed (%s): %s; retrying, not counted "
+                            "against the records",
                             len(current),
                             failure.reason,
                             err,
@@ -479,7 +480,12 @@ class Pipeline:
                         work.extendleft(reversed(current.split()))
                         current = None
                         continue
-                    log.warning("invocation of %d records failed: %s", len(current), err)
+                    log.warning(
+                        "invocation of %d records failed (%s): %s",
+                        len(current),
+                        failure.reason,
+                        err,
+                    )
                     failed: Batch[Record] | None = current
                     uncounted: Batch[Record] | None = None
                 else:
@@ -763,8 +769,11 @@ class Pipeline:
     def _breaker_changed(self, state: State, reason: str) -> None:
         self.metrics.breaker_open.set(0 if state == "closed" else 1)
         self.metrics.breaker_transitions.inc(1, state)
-        if state == "open":
+        before, self._breaker_state = self._breaker_state, state
+        if state == "open" and before == "closed":
             log.error("circuit breaker open, not receiving: %s", reason)
+        elif state == "open":
+            log.warning("circuit breaker probe failed, still open: %s", reason)
         elif state == "closed":
             log.info("circuit breaker closed: the function answers again; receiving")
             if self._progress is not None:

@@ -245,6 +245,7 @@ def restart_pulsar() -> dict[str, Any]:
             logfile=procs.log_file("pulsar"),
         )
     log(f"pulsar: restarted in {time.monotonic() - t0:.0f}s")
+    procs.save_record("pulsar", rec)  # stopping removed it
     return rec
 
 

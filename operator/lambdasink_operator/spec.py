@@ -186,7 +186,7 @@ def plan_worker(name: str, spec: Mapping[str, Any]) -> WorkerPlan:
 
     grace = _map(spec.get("pod")).get("terminationGracePeriodSeconds")
     grace = grace if isinstance(grace, int) and not isinstance(grace, bool) else DEFAULT_GRACE_S
-    document = {
+    document: dict[str, Any] = {
         "pulsar": pulsar,
         "sink": sink,
         "runtime": {
@@ -196,6 +196,9 @@ def plan_worker(name: str, spec: Mapping[str, Any]) -> WorkerPlan:
             "drainTimeoutSeconds": max(0, grace - min(5, grace // 2)),
         },
     }
+    failure = {k: v for k, v in _map(spec.get("failurePolicy")).items() if v is not None}
+    if failure:
+        document["failurePolicy"] = failure
     return WorkerPlan(config=document, env=tuple(env), mounts=tuple(mounts))
 
 

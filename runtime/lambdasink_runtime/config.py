@@ -999,11 +999,15 @@ class RuntimeConfig:
                     probe,
                     "a topic that pulsar.topicsPattern does not match",
                 )
+        failure = FailurePolicyConfig.from_mapping(doc.get("failurePolicy") or {}, pulsar, sink)
+        if failure.report_batch_item_failures and "messageId" not in sink.metadata_fields:
+            # The function names failed items by messageId, so V2 items always carry it then.
+            sink = replace(sink, metadata_fields=(*sink.metadata_fields, "messageId"))
         return cls(
             pulsar=pulsar,
             sink=sink,
             runtime=ServerConfig.from_mapping(doc.get("runtime") or {}, env=env),
-            failure=FailurePolicyConfig.from_mapping(doc.get("failurePolicy") or {}, pulsar, sink),
+            failure=failure,
         )
 
     def redacted_dict(self) -> dict[str, Any]:

@@ -250,7 +250,9 @@ MALFORMED = [
     ("spec.replicas", -1, "should be greater than or equal to 0"),
     ("spec.pod.env", [{"name": "LAMBDASINK_CONFIG", "value": "{}"}], "reserved for the operator"),
     ("metadata.name", "s" * 53, "metadata.name must be at most 52 characters"),
-    ("spec.input.deadLetterTopic", "persistent://public/default/dlq", "maxRedeliverCount > 0"),
+    ("spec.failurePolicy", {"maxRecordAgeMs": 60000}, "needs onExhausted deadLetter or drop"),
+    ("spec.failurePolicy.onExhausted", "retry", "supported values"),
+    ("spec.failurePolicy.circuitBreaker.failureRatio", 0, "should be greater than 0"),
 ]
 
 

@@ -207,3 +207,10 @@ def test_pattern_must_not_match_our_own_topics() -> None:
     with pytest.raises(ConfigError) as info:
         RuntimeConfig.from_mapping(d)
     assert info.value.field == "failurePolicy.attemptsTopic"
+
+
+def test_partial_responses_put_message_id_in_every_item() -> None:
+    d = doc(reportBatchItemFailures=True)
+    d["sink"] = {"awsRegion": "r", "lambdaFunctionName": "f", "metadataFields": "topic"}
+    cfg = RuntimeConfig.from_mapping(d)
+    assert cfg.sink.metadata_fields == ("topic", "messageId")

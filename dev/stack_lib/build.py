@@ -1,4 +1,7 @@
-"""Install what the stack runs: Pulsar from Maven Central, Go-built binaries from the module proxy.
+"""Install what the stack runs: Pulsar through Maven, Go-built binaries through the Go toolchain.
+
+Both clients fetch as this machine configures them (Maven settings, GOPROXY, GOTOOLCHAIN): no
+registry address is spelled out here.
 
 Every artefact lands in <cache>/builds/<name>-<version>/, built in a temp dir and renamed, so an
 interrupted build never leaves a half-built cache entry. <cache>/bin/<tool> links the pinned one.
@@ -14,7 +17,6 @@ import shutil
 import subprocess
 import tarfile
 import time
-import urllib.request
 from pathlib import Path
 
 from .common import (
@@ -34,7 +36,6 @@ GO_BUILD_FLAGS = ["-trimpath", "-buildvcs=false", "-ldflags=-s -w"]
 def go_env(work: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(CGO_ENABLED="0", GOFLAGS="-buildvcs=false -mod=mod", GOWORK="off")
-    env.setdefault("GOPROXY", "https://proxy.golang.org,direct")
     env["TMPDIR"] = str(work)
     return env
 
@@ -65,24 +66,10 @@ def install_pulsar() -> Path:
     ver = VERSIONS["PULSAR_VERSION"]
 
     def build(tmp: Path) -> None:
-        url = (
-            f"{VERSIONS['MAVEN_CENTRAL']}/org/apache/pulsar/pulsar-server-distribution/{ver}/"
-            f"pulsar-server-distribution-{ver}-bin.tar.gz"
-        )
         dl = cache_dir() / "downloads" / f"pulsar-{ver}.tar.gz"
         dl.parent.mkdir(parents=True, exist_ok=True)
-        for stale in dl.parent.glob(f"{dl.name}.part*"):  # interrupted downloads
-            stale.unlink(missing_ok=True)
         if not dl.exists() or sha1(dl) != VERSIONS["PULSAR_SHA1"]:
-            log(f"downloading {url}")
-            part = dl.parent / f"{dl.name}.part{os.getpid()}"
-            with urllib.request.urlopen(url, timeout=60) as resp, part.open("wb") as out:
-                shutil.copyfileobj(resp, out, 1 << 20)
-            got = sha1(part)
-            if got != VERSIONS["PULSAR_SHA1"]:
-                part.unlink()
-                raise StackError(f"pulsar download sha1 {got} != pinned {VERSIONS['PULSAR_SHA1']}")
-            os.replace(part, dl)
+            fetch_pulsar(ver, dl)
         log(f"unpacking {dl.name}")
         with tarfile.open(dl) as tf:
             tf.extractall(tmp, filter="data")
@@ -95,6 +82,31 @@ def install_pulsar() -> Path:
             shutil.rmtree(tmp / extra, ignore_errors=True)
 
     return atomic_dir(pulsar_home(), build)
+
+
+def fetch_pulsar(ver: str, dl: Path) -> None:
+    """The server distribution through `mvn dependency:copy` (so the machine's Maven settings
+    decide where from), checked against the pinned SHA1 before it takes the name `dl`."""
+    artifact = f"org.apache.pulsar:pulsar-server-distribution:{ver}:tar.gz:bin"
+    for stale in dl.parent.glob(f".{dl.name}.mvn-*"):  # interrupted downloads
+        shutil.rmtree(stale, ignore_errors=True)
+    out = dl.parent / f".{dl.name}.mvn-{os.getpid()}"
+    logfile = build_log("pulsar")
+    log(f"fetching {artifact} with mvn (log {logfile})")
+    try:
+        run(
+            ["mvn", "-B", "dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={out}"],
+            dl.parent,
+            dict(os.environ),
+            logfile,
+        )
+        (got_file,) = out.glob("*.tar.gz")
+        got = sha1(got_file)
+        if got != VERSIONS["PULSAR_SHA1"]:
+            raise StackError(f"pulsar download sha1 {got} != pinned {VERSIONS['PULSAR_SHA1']}")
+        os.replace(got_file, dl)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def sha1(path: Path) -> str:

@@ -17,7 +17,9 @@ import shutil
 import subprocess
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .common import (
     VERSIONS,
@@ -30,7 +32,15 @@ from .common import (
     log,
 )
 
-GO_BUILD_FLAGS = ["-trimpath", "-buildvcs=false", "-ldflags=-s -w"]
+# How a tool is built, beyond its version: part of its cache directory's name, so changing a
+# recipe (bump its flavour) rebuilds instead of reusing binaries built the old way. "release":
+# the version ldflags of the upstream Makefile / hack/lib/version.sh.
+FLAVOURS = {"kubernetes": "release", "helm": "release"}
+
+
+def artefact_dir(name: str, version: str) -> Path:
+    flavour = FLAVOURS.get(name)
+    return builds_dir() / (f"{name}-{version}-{flavour}" if flavour else f"{name}-{version}")
 
 
 def go_env(work: Path) -> dict[str, str]:
@@ -120,9 +130,12 @@ def sha1(path: Path) -> str:
 # --- Go builds -----------------------------------------------------------------------------------
 
 
-def go_install(name: str, pkg: str, version: str, binaries: list[str]) -> Path:
-    """`go install pkg@version` into a versioned cache dir (for modules without replaces)."""
-    final = builds_dir() / f"{name}-{version}"
+def go_install(
+    name: str, pkg: str, version: str, binaries: list[str], ldflags: Callable[[], str] = str
+) -> Path:
+    """`go install pkg@version` into a versioned cache dir (for modules without replaces);
+    `ldflags()` is only asked when a build is due (it may fetch module metadata)."""
+    final = artefact_dir(name, version)
 
     def build(tmp: Path) -> None:
         logfile = build_log(name)
@@ -130,7 +143,8 @@ def go_install(name: str, pkg: str, version: str, binaries: list[str]) -> Path:
         env = go_env(tmp)
         env["GOBIN"] = str(tmp / "bin")
         env["GOFLAGS"] = "-buildvcs=false"
-        run(["go", "install", *GO_BUILD_FLAGS, f"{pkg}@{version}"], tmp, env, logfile)
+        flags = ["-trimpath", "-buildvcs=false", f"-ldflags=-s -w {ldflags()}".strip()]
+        run(["go", "install", *flags, f"{pkg}@{version}"], tmp, env, logfile)
         for b in binaries:
             if not (tmp / "bin" / b).exists():
                 raise StackError(f"{b} missing after go install {pkg}")
@@ -151,7 +165,7 @@ def wrapper_build(
 
     `packages` maps output binary name -> import path.
     """
-    final = builds_dir() / f"{name}-{version}"
+    final = artefact_dir(name, version)
 
     def build(tmp: Path) -> None:
         logfile = build_log(name)
@@ -186,8 +200,8 @@ def wrapper_build(
     return atomic_dir(final, build)
 
 
-def module_gomod(module: str, version: str) -> str:
-    """Text of a module's go.mod, fetched through the Go toolchain (honours GOPROXY)."""
+def module_download(module: str, version: str) -> dict[str, Any]:
+    """`go mod download -json` of a module (fetched as the Go toolchain is configured)."""
     out = subprocess.run(
         ["go", "mod", "download", "-json", f"{module}@{version}"],
         capture_output=True,
@@ -198,28 +212,32 @@ def module_gomod(module: str, version: str) -> str:
     )
     if out.returncode != 0:
         raise StackError(f"go mod download {module}@{version}: {out.stdout}{out.stderr}")
-    return Path(json.loads(out.stdout)["GoMod"]).read_text()
+    info: dict[str, Any] = json.loads(out.stdout)
+    return info
+
+
+def module_gomod(module: str, version: str) -> str:
+    """Text of a module's go.mod."""
+    return Path(module_download(module, version)["GoMod"]).read_text()
+
+
+def module_time(module: str, version: str) -> str:
+    """The version's commit time (UTC, the format of upstream's buildDate): a reproducible build
+    date, as upstream's SOURCE_DATE_EPOCH gives."""
+    info = json.loads(Path(module_download(module, version)["Info"]).read_text())
+    stamp = str(info["Time"])  # RFC 3339, UTC
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
 
 
 def install_kubernetes() -> Path:
     ver = VERSIONS["KUBERNETES_VERSION"]
-    major, minor, _ = ver.lstrip("v").split(".", 2)
-    staging = f"v0.{minor}.{ver.split('.', 2)[2]}"
+    _, minor, patch = ver.lstrip("v").split(".", 2)
+    staging = f"v0.{minor}.{patch}"
     gomod = module_gomod("k8s.io/kubernetes", ver)
     replaces = {
         m: staging for m in re.findall(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", gomod, re.M)
     }
     godebug = (re.findall(r"^godebug\s+(\S+)", gomod, re.M) or [""])[0]
-    build_date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(0))
-    x = []
-    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
-        x += [
-            f"-X {pkg}.gitVersion={ver}",
-            f"-X {pkg}.gitMajor={major}",
-            f"-X {pkg}.gitMinor={minor}",
-            f"-X {pkg}.gitTreeState=clean",
-            f"-X {pkg}.buildDate={build_date}",
-        ]
     return wrapper_build(
         "kubernetes",
         ver,
@@ -230,9 +248,48 @@ def install_kubernetes() -> Path:
             "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
             "kubectl": "k8s.io/kubernetes/cmd/kubectl",
         },
-        ldflags=" ".join(x),
+        ldflags=kubernetes_ldflags(ver, module_time("k8s.io/kubernetes", ver)),
         godebug=godebug,
     )
+
+
+def kubernetes_ldflags(ver: str, build_date: str) -> str:
+    """hack/lib/version.sh's `kube::version::ldflags` for a release: each key set in both
+    k8s.io/client-go/pkg/version and k8s.io/component-base/version (what `kubectl version` and
+    the apiserver's /version report); gitCommit/gitTreeState only with a pinned commit."""
+    major, minor, _ = ver.lstrip("v").split(".", 2)
+    keys = {"buildDate": build_date}
+    if VERSIONS.get("KUBERNETES_GIT_COMMIT"):
+        keys.update(gitCommit=VERSIONS["KUBERNETES_GIT_COMMIT"], gitTreeState="clean")
+    keys.update(gitVersion=ver, gitMajor=major, gitMinor=minor)
+    return " ".join(
+        f"-X {pkg}.{key}={value}"
+        for key, value in keys.items()
+        for pkg in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version")
+    )
+
+
+def helm_ldflags(ver: str) -> str:
+    """helm's Makefile for a tagged release: version, commit, tree state, and the Kubernetes
+    version helm assumes without a cluster (`helm template`, `helm lint`) derived from its
+    k8s.io/client-go like the Makefile does (v0.X.Y -> 1.X). Without these a helm built from
+    source claims Kubernetes v1.20 and charts requiring a newer kubeVersion fail to render."""
+    gomod = module_gomod("helm.sh/helm/v3", ver)
+    found = re.search(r"^\s*k8s\.io/client-go\s+v(\d+)\.(\d+)\.", gomod, re.M)
+    if found is None:
+        raise StackError(f"k8s.io/client-go missing from helm {ver}'s go.mod")
+    k8s_major, k8s_minor = str(int(found[1]) + 1), found[2]
+    x = {
+        "helm.sh/helm/v3/internal/version.version": ver,
+        "helm.sh/helm/v3/internal/version.metadata": "",
+        "helm.sh/helm/v3/internal/version.gitCommit": VERSIONS.get("HELM_GIT_COMMIT", ""),
+        "helm.sh/helm/v3/internal/version.gitTreeState": "clean",
+        "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor": k8s_major,
+        "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor": k8s_minor,
+        "helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor": k8s_major,
+        "helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor": k8s_minor,
+    }
+    return " ".join(f"-X {var}={value}" for var, value in x.items())
 
 
 def install_etcd() -> Path:
@@ -258,7 +315,10 @@ def install_rie() -> Path:
 
 
 def install_helm() -> Path:
-    return go_install("helm", "helm.sh/helm/v3/cmd/helm", VERSIONS["HELM_VERSION"], ["helm"])
+    ver = VERSIONS["HELM_VERSION"]
+    return go_install(
+        "helm", "helm.sh/helm/v3/cmd/helm", ver, ["helm"], ldflags=lambda: helm_ldflags(ver)
+    )
 
 
 INSTALLERS = {
@@ -272,19 +332,17 @@ INSTALLERS = {
 
 def binaries() -> dict[str, str]:
     """Paths of the pinned binaries (whether built yet or not)."""
-    b = builds_dir()
     v = VERSIONS
+    kube = artefact_dir("kubernetes", v["KUBERNETES_VERSION"]) / "bin"
     return {
-        "etcd": str(b / f"etcd-{v['ETCD_VERSION']}" / "bin" / "etcd"),
-        "kube-apiserver": str(
-            b / f"kubernetes-{v['KUBERNETES_VERSION']}" / "bin" / "kube-apiserver"
+        "etcd": str(artefact_dir("etcd", v["ETCD_VERSION"]) / "bin" / "etcd"),
+        "kube-apiserver": str(kube / "kube-apiserver"),
+        "kube-controller-manager": str(kube / "kube-controller-manager"),
+        "kubectl": str(kube / "kubectl"),
+        "helm": str(artefact_dir("helm", v["HELM_VERSION"]) / "bin" / "helm"),
+        "aws-lambda-rie": str(
+            artefact_dir("aws-lambda-rie", v["RIE_VERSION"]) / "bin" / "aws-lambda-rie"
         ),
-        "kube-controller-manager": str(
-            b / f"kubernetes-{v['KUBERNETES_VERSION']}" / "bin" / "kube-controller-manager"
-        ),
-        "kubectl": str(b / f"kubernetes-{v['KUBERNETES_VERSION']}" / "bin" / "kubectl"),
-        "helm": str(b / f"helm-{v['HELM_VERSION']}" / "bin" / "helm"),
-        "aws-lambda-rie": str(b / f"aws-lambda-rie-{v['RIE_VERSION']}" / "bin" / "aws-lambda-rie"),
         "pulsar": str(pulsar_home() / "bin" / "pulsar"),
         "pulsar-admin": str(pulsar_home() / "bin" / "pulsar-admin"),
     }

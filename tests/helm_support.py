@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import subprocess
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,10 +41,7 @@ def kube_version() -> str:
 @functools.cache
 def helm_binary() -> str:
     """Path of the pinned helm, built by dev/stack_lib if this machine has not built it yet."""
-    dev = str(REPO / "dev")
-    if dev not in sys.path:
-        sys.path.insert(0, dev)
-    from stack_lib import build  # type: ignore[import-not-found]  # noqa: PLC0415
+    from stack_lib import build  # noqa: PLC0415  # dev/ is on pytest's pythonpath
 
     path = str(build.install(["helm"])["helm"])
     if not Path(path).is_file():

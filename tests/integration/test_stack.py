@@ -38,7 +38,7 @@ def pulsar_client(stack: Stack) -> Any:
     client.close()
 
 
-class Order(Record):
+class Order(Record):  # type: ignore[misc]  # pulsar ships no type hints
     id = String()
     quantity = Integer()
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.stack import wait_for as _wait_for
 
 import demo  # dev/demo.py: dev/ is on pytest's pythonpath
+from localhost import pid_alive
 
 T = TypeVar("T")
 JSON = dict[str, Any]
@@ -31,14 +31,6 @@ def exited(pid: int) -> Callable[[], bool]:
 
 def _exited(pid: int) -> bool:
     return not pid_alive(pid)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @dataclass

@@ -21,11 +21,12 @@ venv: $(VENV)/.installed  ## create .venv with the project and its dev tools
 
 STACK_TEST_DIRS := tests/integration tests/cluster tests/e2e
 
-lint: venv  ## ruff and mypy (strict: packages, bench, dev/, tests/)
+lint: venv  ## ruff, mypy (strict: packages, bench, dev/, tests/), import contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check runtime operator bench
 	$(VENV)/bin/mypy
 	set -e; for d in $(STACK_TEST_DIRS); do MYPYPATH=$$d $(VENV)/bin/mypy $$d; done
+	$(VENV)/bin/lint-imports
 
 test-unit: venv  ## fast tests, no stack
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -56,4 +56,4 @@ bench: venv  ## benchmarks; results printed, written to bench/results/ and bench
 	rc=0; $(PY) -m bench $(BENCH_ARGS) || rc=$$?; exit $$rc
 
 clean:
-	rm -rf $(VENV) .stack .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .stack .mypy_cache .ruff_cache .pytest_cache .import_linter_cache .grimp_cache

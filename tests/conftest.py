@@ -25,6 +25,8 @@ from tests.stack import (
     load_stack,
 )
 
+pytest_plugins = ("pytester",)  # tests/unit/test_layers.py runs this file's hook on a scratch tree
+
 LAYER_MARKERS = ("integration", "cluster", "e2e")
 STACK_ALWAYS = ("cluster", "e2e")
 TESTS = Path(__file__).resolve().parent

@@ -3,8 +3,9 @@
 Both clients fetch as this machine configures them (Maven settings, GOPROXY, GOTOOLCHAIN): no
 registry address is spelled out here.
 
-Every artefact lands in <cache>/builds/<name>-<version>/, built in a temp dir and renamed, so an
-interrupted build never leaves a half-built cache entry. <cache>/bin/<tool> links the pinned one.
+Every artefact lands in <cache>/builds/<name>-<version>[-<flavour>]/, built in a temp dir and
+renamed, so an interrupted build never leaves a half-built cache entry. <cache>/bin/<tool> links
+the pinned one.
 """
 
 from __future__ import annotations

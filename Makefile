@@ -19,10 +19,14 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed  ## create .venv with the project and its dev tools
 
-lint: venv  ## ruff and mypy (strict on our packages)
+STACK_TEST_DIRS := tests/integration tests/cluster tests/e2e
+
+lint: venv  ## ruff, mypy (strict: packages, bench, dev/, tests/), import contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check runtime operator bench
 	$(VENV)/bin/mypy
+	set -e; for d in $(STACK_TEST_DIRS); do MYPYPATH=$$d $(VENV)/bin/mypy $$d; done
+	$(VENV)/bin/lint-imports
 
 test-unit: venv  ## fast tests, no stack
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -52,4 +56,4 @@ bench: venv  ## benchmarks; results printed, written to bench/results/ and bench
 	rc=0; $(PY) -m bench $(BENCH_ARGS) || rc=$$?; exit $$rc
 
 clean:
-	rm -rf $(VENV) .stack .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .stack .mypy_cache .ruff_cache .pytest_cache .import_linter_cache .grimp_cache

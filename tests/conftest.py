@@ -1,24 +1,21 @@
 """Shared fixtures: the local real stack (`dev/stack up`) as read from .stack/stack.json.
 
-Tests marked integration, cluster or e2e need the stack; if it is not up they FAIL with a
-message saying how to start it (never skip). Unit tests use none of this.
+Tests that need the stack FAIL when it is not up, with a message saying how to start it (never
+skip): cluster and e2e tests always, integration tests through the stack fixtures they use (some
+integration tests only run processes or build tools). Unit tests use none of this.
+
+A test's folder is its layer: tests/<layer>/ carries exactly the marker <layer> (unit: none), so
+`pytest tests/unit` and `-m integration` select the same tests; collection fails otherwise.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-# `tests.stack` (helpers) importable from any test directory's files and conftests.
-_REPO = str(Path(__file__).resolve().parents[1])
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
-from tests.stack import (  # noqa: E402
+from tests.stack import (
     LambdaFaults,
     LambdaFunctions,
     Recorder,
@@ -28,13 +25,42 @@ from tests.stack import (  # noqa: E402
     load_stack,
 )
 
-STACK_MARKERS = ("integration", "cluster", "e2e")
+pytest_plugins = ("pytester",)  # tests/unit/test_layers.py runs this file's hook on a scratch tree
+
+LAYER_MARKERS = ("integration", "cluster", "e2e")
+STACK_ALWAYS = ("cluster", "e2e")
+TESTS = Path(__file__).resolve().parent
+
+
+def layer_mismatches(items: list[pytest.Item]) -> list[str]:
+    """Tests whose layer markers are not exactly their folder's (tests/unit: none)."""
+    wrong = []
+    for item in items:
+        try:
+            folder = item.path.resolve().relative_to(TESTS).parts[0]
+        except ValueError:
+            continue  # not under tests/
+        expected = {folder} if folder in LAYER_MARKERS else set()
+        marked = {m for m in LAYER_MARKERS if item.get_closest_marker(m)}
+        if marked != expected:
+            wrong.append(
+                f"{item.nodeid}: marked {sorted(marked)}, its folder wants {sorted(expected)}"
+            )
+    return wrong
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wrong = layer_mismatches(items)
+    if wrong:
+        raise pytest.UsageError(
+            "a test's folder and its marker disagree (move it or mark it):\n  " + "\n  ".join(wrong)
+        )
 
 
 @pytest.fixture(autouse=True)
 def _stack_required(request: pytest.FixtureRequest) -> None:
-    """Fail (not skip) a stack-marked test early when the stack is not up."""
-    if any(request.node.get_closest_marker(m) for m in STACK_MARKERS):
+    """Fail (not skip) a cluster or e2e test early when the stack is not up."""
+    if any(request.node.get_closest_marker(m) for m in STACK_ALWAYS):
         request.getfixturevalue("stack")
 
 

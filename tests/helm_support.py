@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import subprocess
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,23 +23,25 @@ NAMESPACE = "lambdasink-system"
 Manifest = dict[str, Any]
 
 
-def kube_version() -> str:
-    """The stack's pinned Kubernetes version. A `go install`-built helm defaults to v1.20, which
-    the chart's kubeVersion (>=1.27) rejects, so template and lint pass the real one."""
+def pinned(key: str) -> str:
+    """A value of dev/stack_versions.env (what the stack builds and runs)."""
     for line in (REPO / "dev" / "stack_versions.env").read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "KUBERNETES_VERSION":
+        name, _, value = line.partition("=")
+        if name.strip() == key:
             return value.strip()
-    raise RuntimeError("KUBERNETES_VERSION missing from dev/stack_versions.env")
+    raise RuntimeError(f"{key} missing from dev/stack_versions.env")
+
+
+def kube_version() -> str:
+    """The stack's pinned Kubernetes version: template and lint render for the cluster the
+    tests run against rather than helm's built-in default."""
+    return pinned("KUBERNETES_VERSION")
 
 
 @functools.cache
 def helm_binary() -> str:
     """Path of the pinned helm, built by dev/stack_lib if this machine has not built it yet."""
-    dev = str(REPO / "dev")
-    if dev not in sys.path:
-        sys.path.insert(0, dev)
-    from stack_lib import build  # type: ignore[import-not-found]  # noqa: PLC0415
+    from stack_lib import build  # noqa: PLC0415  # dev/ is on pytest's pythonpath
 
     path = str(build.install(["helm"])["helm"])
     if not Path(path).is_file():

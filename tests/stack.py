@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 import boto3
 from botocore.config import Config
 
+from localhost import pid_alive
+
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +111,7 @@ def load_stack(check_alive: bool = True) -> Stack:
         )
     data = Stack(json.loads(path.read_text()))
     if check_alive:
-        dead = [name for name, pid in data.get("pids", {}).items() if not _alive(pid)]
+        dead = [name for name, pid in data.get("pids", {}).items() if not pid_alive(pid)]
         if dead:
             raise StackNotUp(
                 f"stack components not running: {', '.join(dead)} (stale {path}). "
@@ -117,18 +119,6 @@ def load_stack(check_alive: bool = True) -> Stack:
                 "(see `dev/stack status` and `dev/stack logs`)."
             )
     return data
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- Lambda --------------------------------------------------------------------------------------

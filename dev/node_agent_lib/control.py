@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from localhost import pid_alive
+
 from .agent import kill_orphans
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,27 +46,13 @@ def _paths(state_dir: Path, node: str) -> tuple[Path, Path, Path]:
     return base / f"{node}.pid", base / f"{node}.log", base / f"{node}.ready"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours counts as gone
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
 def running(state_dir: Path = DEFAULT_STATE_DIR, node: str = DEFAULT_NODE) -> int | None:
     pid_file, _, _ = _paths(state_dir, node)
     try:
         pid = int(pid_file.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    return pid if _alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def start(
@@ -135,9 +123,9 @@ def stop(
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.2)
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
         child = _CHILDREN.pop(pid, None)
         if child is not None:

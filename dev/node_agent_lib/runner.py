@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localhost import free_port, proc_start_time
+
 from . import podspec
 from .kube import JSON, Kube, KubeError
 
@@ -36,15 +38,6 @@ INHERITED_ENV = ("LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "TMPDIR")
 
 def now_rfc3339() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def proc_start_time(pid: int) -> str | None:
-    """The kernel's start time of a process, to tell a pid from a reused one."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
 
 
 def kill_recorded(pid_file: Path, node: str, sig: int = signal.SIGKILL) -> bool:
@@ -60,12 +53,6 @@ def kill_recorded(pid_file: Path, node: str, sig: int = signal.SIGKILL) -> bool:
         os.killpg(pid, sig)
         return True
     return False
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((POD_IP, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -395,7 +382,7 @@ class PodWorker(threading.Thread):
                 port = (probe.get(key) or {}).get("port")
                 if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
                     wanted.append(int(port))
-        return {p: free_port() for p in dict.fromkeys(wanted)}, named
+        return {p: free_port(host=POD_IP) for p in dict.fromkeys(wanted)}, named
 
     def _lookup(self, kind: str, ns: str, name: str) -> dict[str, str] | None:
         path = f"/api/v1/namespaces/{ns}/{kind}/{name}"

@@ -1,7 +1,11 @@
-"""Install what the stack runs: Pulsar from Maven Central, Go-built binaries from the module proxy.
+"""Install what the stack runs: Pulsar through Maven, Go-built binaries through the Go toolchain.
 
-Every artefact lands in <cache>/builds/<name>-<version>/, built in a temp dir and renamed, so an
-interrupted build never leaves a half-built cache entry. <cache>/bin/<tool> links the pinned one.
+Both clients fetch as this machine configures them (Maven settings, GOPROXY, GOTOOLCHAIN): no
+registry address is spelled out here.
+
+Every artefact lands in <cache>/builds/<name>-<version>[-<flavour>]/, built in a temp dir and
+renamed, so an interrupted build never leaves a half-built cache entry. <cache>/bin/<tool> links
+the pinned one.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import shutil
 import subprocess
 import tarfile
 import time
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .common import (
     VERSIONS,
@@ -28,13 +33,20 @@ from .common import (
     log,
 )
 
-GO_BUILD_FLAGS = ["-trimpath", "-buildvcs=false", "-ldflags=-s -w"]
+# How a tool is built, beyond its version: part of its cache directory's name, so changing a
+# recipe (bump its flavour) rebuilds instead of reusing binaries built the old way. "release":
+# the version ldflags of the upstream Makefile / hack/lib/version.sh.
+FLAVOURS = {"kubernetes": "release", "helm": "release"}
+
+
+def artefact_dir(name: str, version: str) -> Path:
+    flavour = FLAVOURS.get(name)
+    return builds_dir() / (f"{name}-{version}-{flavour}" if flavour else f"{name}-{version}")
 
 
 def go_env(work: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(CGO_ENABLED="0", GOFLAGS="-buildvcs=false -mod=mod", GOWORK="off")
-    env.setdefault("GOPROXY", "https://proxy.golang.org,direct")
     env["TMPDIR"] = str(work)
     return env
 
@@ -65,24 +77,10 @@ def install_pulsar() -> Path:
     ver = VERSIONS["PULSAR_VERSION"]
 
     def build(tmp: Path) -> None:
-        url = (
-            f"{VERSIONS['MAVEN_CENTRAL']}/org/apache/pulsar/pulsar-server-distribution/{ver}/"
-            f"pulsar-server-distribution-{ver}-bin.tar.gz"
-        )
         dl = cache_dir() / "downloads" / f"pulsar-{ver}.tar.gz"
         dl.parent.mkdir(parents=True, exist_ok=True)
-        for stale in dl.parent.glob(f"{dl.name}.part*"):  # interrupted downloads
-            stale.unlink(missing_ok=True)
         if not dl.exists() or sha1(dl) != VERSIONS["PULSAR_SHA1"]:
-            log(f"downloading {url}")
-            part = dl.parent / f"{dl.name}.part{os.getpid()}"
-            with urllib.request.urlopen(url, timeout=60) as resp, part.open("wb") as out:
-                shutil.copyfileobj(resp, out, 1 << 20)
-            got = sha1(part)
-            if got != VERSIONS["PULSAR_SHA1"]:
-                part.unlink()
-                raise StackError(f"pulsar download sha1 {got} != pinned {VERSIONS['PULSAR_SHA1']}")
-            os.replace(part, dl)
+            fetch_pulsar(ver, dl)
         log(f"unpacking {dl.name}")
         with tarfile.open(dl) as tf:
             tf.extractall(tmp, filter="data")
@@ -97,6 +95,31 @@ def install_pulsar() -> Path:
     return atomic_dir(pulsar_home(), build)
 
 
+def fetch_pulsar(ver: str, dl: Path) -> None:
+    """The server distribution through `mvn dependency:copy` (so the machine's Maven settings
+    decide where from), checked against the pinned SHA1 before it takes the name `dl`."""
+    artifact = f"org.apache.pulsar:pulsar-server-distribution:{ver}:tar.gz:bin"
+    for stale in dl.parent.glob(f".{dl.name}.mvn-*"):  # interrupted downloads
+        shutil.rmtree(stale, ignore_errors=True)
+    out = dl.parent / f".{dl.name}.mvn-{os.getpid()}"
+    logfile = build_log("pulsar")
+    log(f"fetching {artifact} with mvn (log {logfile})")
+    try:
+        run(
+            ["mvn", "-B", "dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={out}"],
+            dl.parent,
+            dict(os.environ),
+            logfile,
+        )
+        (got_file,) = out.glob("*.tar.gz")
+        got = sha1(got_file)
+        if got != VERSIONS["PULSAR_SHA1"]:
+            raise StackError(f"pulsar download sha1 {got} != pinned {VERSIONS['PULSAR_SHA1']}")
+        os.replace(got_file, dl)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def sha1(path: Path) -> str:
     h = hashlib.sha1()
     with path.open("rb") as f:
@@ -108,9 +131,12 @@ def sha1(path: Path) -> str:
 # --- Go builds -----------------------------------------------------------------------------------
 
 
-def go_install(name: str, pkg: str, version: str, binaries: list[str]) -> Path:
-    """`go install pkg@version` into a versioned cache dir (for modules without replaces)."""
-    final = builds_dir() / f"{name}-{version}"
+def go_install(
+    name: str, pkg: str, version: str, binaries: list[str], ldflags: Callable[[], str] = str
+) -> Path:
+    """`go install pkg@version` into a versioned cache dir (for modules without replaces);
+    `ldflags()` is only asked when a build is due (it may fetch module metadata)."""
+    final = artefact_dir(name, version)
 
     def build(tmp: Path) -> None:
         logfile = build_log(name)
@@ -118,7 +144,8 @@ def go_install(name: str, pkg: str, version: str, binaries: list[str]) -> Path:
         env = go_env(tmp)
         env["GOBIN"] = str(tmp / "bin")
         env["GOFLAGS"] = "-buildvcs=false"
-        run(["go", "install", *GO_BUILD_FLAGS, f"{pkg}@{version}"], tmp, env, logfile)
+        flags = ["-trimpath", "-buildvcs=false", f"-ldflags=-s -w {ldflags()}".strip()]
+        run(["go", "install", *flags, f"{pkg}@{version}"], tmp, env, logfile)
         for b in binaries:
             if not (tmp / "bin" / b).exists():
                 raise StackError(f"{b} missing after go install {pkg}")
@@ -139,7 +166,7 @@ def wrapper_build(
 
     `packages` maps output binary name -> import path.
     """
-    final = builds_dir() / f"{name}-{version}"
+    final = artefact_dir(name, version)
 
     def build(tmp: Path) -> None:
         logfile = build_log(name)
@@ -174,8 +201,8 @@ def wrapper_build(
     return atomic_dir(final, build)
 
 
-def module_gomod(module: str, version: str) -> str:
-    """Text of a module's go.mod, fetched through the Go toolchain (honours GOPROXY)."""
+def module_download(module: str, version: str) -> dict[str, Any]:
+    """`go mod download -json` of a module (fetched as the Go toolchain is configured)."""
     out = subprocess.run(
         ["go", "mod", "download", "-json", f"{module}@{version}"],
         capture_output=True,
@@ -186,28 +213,32 @@ def module_gomod(module: str, version: str) -> str:
     )
     if out.returncode != 0:
         raise StackError(f"go mod download {module}@{version}: {out.stdout}{out.stderr}")
-    return Path(json.loads(out.stdout)["GoMod"]).read_text()
+    info: dict[str, Any] = json.loads(out.stdout)
+    return info
+
+
+def module_gomod(module: str, version: str) -> str:
+    """Text of a module's go.mod."""
+    return Path(module_download(module, version)["GoMod"]).read_text()
+
+
+def module_time(module: str, version: str) -> str:
+    """The version's commit time (UTC, the format of upstream's buildDate): a reproducible build
+    date, as upstream's SOURCE_DATE_EPOCH gives."""
+    info = json.loads(Path(module_download(module, version)["Info"]).read_text())
+    stamp = str(info["Time"])  # RFC 3339, UTC
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
 
 
 def install_kubernetes() -> Path:
     ver = VERSIONS["KUBERNETES_VERSION"]
-    major, minor, _ = ver.lstrip("v").split(".", 2)
-    staging = f"v0.{minor}.{ver.split('.', 2)[2]}"
+    _, minor, patch = ver.lstrip("v").split(".", 2)
+    staging = f"v0.{minor}.{patch}"
     gomod = module_gomod("k8s.io/kubernetes", ver)
     replaces = {
         m: staging for m in re.findall(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", gomod, re.M)
     }
     godebug = (re.findall(r"^godebug\s+(\S+)", gomod, re.M) or [""])[0]
-    build_date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(0))
-    x = []
-    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
-        x += [
-            f"-X {pkg}.gitVersion={ver}",
-            f"-X {pkg}.gitMajor={major}",
-            f"-X {pkg}.gitMinor={minor}",
-            f"-X {pkg}.gitTreeState=clean",
-            f"-X {pkg}.buildDate={build_date}",
-        ]
     return wrapper_build(
         "kubernetes",
         ver,
@@ -218,9 +249,48 @@ def install_kubernetes() -> Path:
             "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
             "kubectl": "k8s.io/kubernetes/cmd/kubectl",
         },
-        ldflags=" ".join(x),
+        ldflags=kubernetes_ldflags(ver, module_time("k8s.io/kubernetes", ver)),
         godebug=godebug,
     )
+
+
+def kubernetes_ldflags(ver: str, build_date: str) -> str:
+    """hack/lib/version.sh's `kube::version::ldflags` for a release: each key set in both
+    k8s.io/client-go/pkg/version and k8s.io/component-base/version (what `kubectl version` and
+    the apiserver's /version report); gitCommit/gitTreeState only with a pinned commit."""
+    major, minor, _ = ver.lstrip("v").split(".", 2)
+    keys = {"buildDate": build_date}
+    if VERSIONS.get("KUBERNETES_GIT_COMMIT"):
+        keys.update(gitCommit=VERSIONS["KUBERNETES_GIT_COMMIT"], gitTreeState="clean")
+    keys.update(gitVersion=ver, gitMajor=major, gitMinor=minor)
+    return " ".join(
+        f"-X {pkg}.{key}={value}"
+        for key, value in keys.items()
+        for pkg in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version")
+    )
+
+
+def helm_ldflags(ver: str) -> str:
+    """helm's Makefile for a tagged release: version, commit, tree state, and the Kubernetes
+    version helm assumes without a cluster (`helm template`, `helm lint`) derived from its
+    k8s.io/client-go like the Makefile does (v0.X.Y -> 1.X). Without these a helm built from
+    source claims Kubernetes v1.20 and charts requiring a newer kubeVersion fail to render."""
+    gomod = module_gomod("helm.sh/helm/v3", ver)
+    found = re.search(r"^\s*k8s\.io/client-go\s+v(\d+)\.(\d+)\.", gomod, re.M)
+    if found is None:
+        raise StackError(f"k8s.io/client-go missing from helm {ver}'s go.mod")
+    k8s_major, k8s_minor = str(int(found[1]) + 1), found[2]
+    x = {
+        "helm.sh/helm/v3/internal/version.version": ver,
+        "helm.sh/helm/v3/internal/version.metadata": "",
+        "helm.sh/helm/v3/internal/version.gitCommit": VERSIONS.get("HELM_GIT_COMMIT", ""),
+        "helm.sh/helm/v3/internal/version.gitTreeState": "clean",
+        "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor": k8s_major,
+        "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor": k8s_minor,
+        "helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor": k8s_major,
+        "helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor": k8s_minor,
+    }
+    return " ".join(f"-X {var}={value}" for var, value in x.items())
 
 
 def install_etcd() -> Path:
@@ -246,7 +316,10 @@ def install_rie() -> Path:
 
 
 def install_helm() -> Path:
-    return go_install("helm", "helm.sh/helm/v3/cmd/helm", VERSIONS["HELM_VERSION"], ["helm"])
+    ver = VERSIONS["HELM_VERSION"]
+    return go_install(
+        "helm", "helm.sh/helm/v3/cmd/helm", ver, ["helm"], ldflags=lambda: helm_ldflags(ver)
+    )
 
 
 INSTALLERS = {
@@ -260,19 +333,17 @@ INSTALLERS = {
 
 def binaries() -> dict[str, str]:
     """Paths of the pinned binaries (whether built yet or not)."""
-    b = builds_dir()
     v = VERSIONS
+    kube = artefact_dir("kubernetes", v["KUBERNETES_VERSION"]) / "bin"
     return {
-        "etcd": str(b / f"etcd-{v['ETCD_VERSION']}" / "bin" / "etcd"),
-        "kube-apiserver": str(
-            b / f"kubernetes-{v['KUBERNETES_VERSION']}" / "bin" / "kube-apiserver"
+        "etcd": str(artefact_dir("etcd", v["ETCD_VERSION"]) / "bin" / "etcd"),
+        "kube-apiserver": str(kube / "kube-apiserver"),
+        "kube-controller-manager": str(kube / "kube-controller-manager"),
+        "kubectl": str(kube / "kubectl"),
+        "helm": str(artefact_dir("helm", v["HELM_VERSION"]) / "bin" / "helm"),
+        "aws-lambda-rie": str(
+            artefact_dir("aws-lambda-rie", v["RIE_VERSION"]) / "bin" / "aws-lambda-rie"
         ),
-        "kube-controller-manager": str(
-            b / f"kubernetes-{v['KUBERNETES_VERSION']}" / "bin" / "kube-controller-manager"
-        ),
-        "kubectl": str(b / f"kubernetes-{v['KUBERNETES_VERSION']}" / "bin" / "kubectl"),
-        "helm": str(b / f"helm-{v['HELM_VERSION']}" / "bin" / "helm"),
-        "aws-lambda-rie": str(b / f"aws-lambda-rie-{v['RIE_VERSION']}" / "bin" / "aws-lambda-rie"),
         "pulsar": str(pulsar_home() / "bin" / "pulsar"),
         "pulsar-admin": str(pulsar_home() / "bin" / "pulsar-admin"),
     }

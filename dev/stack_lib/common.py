@@ -5,9 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import random
 import shutil
-import socket
 import sys
 import time
 import urllib.error
@@ -16,8 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from localhost import free_port, port_open
+
 REPO = Path(__file__).resolve().parents[2]
 VERSIONS_FILE = REPO / "dev" / "stack_versions.env"
+
+
+__all__ = ["free_port", "port_open"]  # the stack modules take them from here
 
 
 class StackError(RuntimeError):
@@ -108,28 +111,6 @@ def link_bin(name: str, target: Path) -> Path:
     tmp.symlink_to(target)
     os.replace(tmp, link)
     return link
-
-
-def free_port(preferred: int) -> int:
-    """`preferred` if it is free on 127.0.0.1, else a random free one below the ephemeral range
-    (32768+) so that no outgoing connection takes it before the server binds."""
-    candidates = [preferred, *random.sample(range(20000, 32000), 200)]
-    for port in candidates:
-        with socket.socket() as s:
-            # SO_REUSEADDR like the servers themselves: TIME_WAIT leftovers do not count as busy.
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise StackError("no free port")
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
 
 
 def http_get(

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from localhost import pid_alive, proc_table, rss_kib
+
 from .common import log, state_dir
 
 
@@ -39,20 +41,7 @@ def pid_of(name: str) -> int | None:
 
 
 def alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours counts as dead.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
+    return pid_alive(pid)
 
 
 def running(name: str) -> bool:
@@ -95,20 +84,10 @@ def start(
     return proc
 
 
-def _proc_table() -> dict[int, tuple[int, int, str]]:
-    """pid -> (ppid, pgid, state) for every process."""
-    table: dict[int, tuple[int, int, str]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            table[int(stat.parent.name)] = (int(fields[1]), int(fields[2]), fields[0])
-    return table
-
-
 def tree_pids(pgid: int) -> set[int]:
     """Live processes of the group plus all their descendants, even those that moved to a
     session of their own (RIE starts each runtime with setsid)."""
-    table = _proc_table()
+    table = proc_table()
     pids = {pid for pid, (_, g, st) in table.items() if g == pgid and st != "Z"}
     changed = True
     while changed:
@@ -157,10 +136,4 @@ def stop(name: str, timeout: float = 20.0) -> bool:
 
 def group_rss_kib(pgid: int) -> int:
     """Resident memory of the component's process tree (KiB)."""
-    total = 0
-    for pid in tree_pids(pgid):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
+    return sum(rss_kib(pid) for pid in tree_pids(pgid))

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,16 @@ from typing import Any
 import pytest
 import yaml
 from cluster_support import EXAMPLES, Cluster, Operator, denied_lines, free_port
-from tests.helm_support import CHART, CI_VALUES, helm, kube_version, template_text
+from tests.helm_support import (
+    CHART,
+    CI_VALUES,
+    REPO,
+    helm,
+    helm_binary,
+    kube_version,
+    pinned,
+    template_text,
+)
 from tests.stack import sa_kubeconfig, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -139,6 +150,47 @@ def test_server_side_dry_run(
     out = cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=rendered)
     applied = [line for line in out.stdout.splitlines() if "(server dry run)" in line]
     assert len(applied) == len(docs), out.stdout
+
+
+def test_gitops_render_step_with_helm_defaults(cluster: Cluster, namespaces: None) -> None:
+    """`helm template <chart> | kubectl apply --dry-run=server -f -`, exactly as a GitOps
+    pipeline renders: no --kube-version, so helm's built-in capabilities must satisfy the
+    chart's kubeVersion (a helm built without upstream's ldflags claims v1.20 and fails)."""
+    pipeline = (
+        f"{shlex.quote(helm_binary())} template {RELEASE} deploy/helm/lambda-sink"
+        f" --namespace {REL_NS}"
+        f" | {shlex.quote(cluster.kubectl_bin)} apply --dry-run=server -f -"
+    )
+    out = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", pipeline],
+        cwd=REPO,
+        env={**os.environ, "KUBECONFIG": cluster.kubeconfig},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    applied = [line for line in out.stdout.splitlines() if line.endswith("(server dry run)")]
+    assert f"deployment.apps/{SA} created (server dry run)" in applied, out.stdout
+    rendered = helm("template", RELEASE, str(CHART), "--namespace", REL_NS).stdout
+    assert len(applied) == len([d for d in yaml.safe_load_all(rendered) if d]), out.stdout
+
+
+def test_helm_and_kubectl_report_the_pinned_versions(cluster: Cluster) -> None:
+    """Both built with the upstream version ldflags: they say what release they are."""
+    info = helm("version", "--template", "{{.Version}} {{.GitCommit}} {{.GitTreeState}}")
+    assert info.stdout.split() == [pinned("HELM_VERSION"), pinned("HELM_GIT_COMMIT"), "clean"]
+    client = json.loads(cluster.kubectl("version", "--client", "-o", "json").stdout)
+    version = client["clientVersion"]
+    assert version["gitVersion"] == pinned("KUBERNETES_VERSION")
+    assert version["gitCommit"] == pinned("KUBERNETES_GIT_COMMIT")
+    assert version["gitTreeState"] == "clean"
+    server = json.loads(cluster.kubectl("version", "-o", "json").stdout)["serverVersion"]
+    assert (server["gitVersion"], server["gitCommit"]) == (
+        pinned("KUBERNETES_VERSION"),
+        pinned("KUBERNETES_GIT_COMMIT"),
+    )
 
 
 def can_i(cluster: Cluster, kubeconfig: Path, *args: str) -> bool:

@@ -6,19 +6,14 @@ The product-level helpers are dev/demo.py's, so the suite drives exactly what `m
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "dev") not in sys.path:
-    sys.path.insert(0, str(REPO / "dev"))
+from tests.stack import wait_for as _wait_for
 
-from tests.stack import wait_for as _wait_for  # noqa: E402
-
-import demo  # noqa: E402
+import demo  # dev/demo.py: dev/ is on pytest's pythonpath
+from localhost import pid_alive
 
 T = TypeVar("T")
 JSON = dict[str, Any]
@@ -36,14 +31,6 @@ def exited(pid: int) -> Callable[[], bool]:
 
 def _exited(pid: int) -> bool:
     return not pid_alive(pid)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @dataclass

@@ -30,6 +30,8 @@ from typing import IO, Any, TypeVar
 import pulsar
 from tests.stack import Recorder, Stack, wait_for
 
+__all__ = ["wait_for"]  # re-exported: the runtime tests import it from here
+
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

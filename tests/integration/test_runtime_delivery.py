@@ -172,7 +172,11 @@ def test_topic_unload_mid_stream_loses_nothing(
     proc = runtimes.start(cfg)
     local = topic.rsplit("/", 1)[1]
     for part in (N // 4, N // 2):
-        wait_for(f"{part} numbers", lambda p=part: len(numbers(recorder)) >= p, 90, every=0.05)
+
+        def reached(p: int = part) -> bool:
+            return len(numbers(recorder)) >= p
+
+        wait_for(f"{part} numbers", reached, 90, every=0.05)
         status, body = admin(stack, "PUT", f"/admin/v2/persistent/public/default/{local}/unload")
         assert status in (200, 204), body
     assert len(numbers(recorder)) < N, "the stream ended before the unloads; nothing was tested"

@@ -480,12 +480,12 @@ def test_v1_payloads_record_object_and_fallbacks(
     json_value = {"a": [1, 2], "b": "ü"}
     send(p, bad_topic, json.dumps(json_value).encode())
     expected.append(json_value)
-    text = send(p, bad_topic, b"hello", partition_key="k", event_timestamp=1_698_617_628_123)
+    not_json = send(p, bad_topic, b"hello", partition_key="k", event_timestamp=1_698_617_628_123)
     expected.append(
         {
             "key": "k",
             "topicName": bad_topic,
-            "recordSequence": text.sequence,
+            "recordSequence": not_json.sequence,
             "eventTime": 1_698_617_628_123,
             "properties": {},
             "value": "hello",

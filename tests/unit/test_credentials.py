@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.credentials import Credentials, RefreshableCredentials
-from lambda_api import LambdaApi
+from tests.lambda_api import LambdaApi
 
 from lambdasink_runtime import credentials
 from lambdasink_runtime.config import (

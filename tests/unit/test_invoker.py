@@ -1,6 +1,6 @@
 """The invoker's error classification and retry policy, through botocore's real HTTP stack.
 
-The endpoint is tests/unit/lambda_api.py, a fake Lambda API used only because the real local
+The endpoint is tests/lambda_api.py, a fake Lambda API used only because the real local
 emulator cannot produce throttles, 5xx, 413, function errors or GetFunction answers.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from lambda_api import LambdaApi, Reply
+from tests.lambda_api import LambdaApi, Reply
 
 from lambdasink_runtime.config import SinkConfig
 from lambdasink_runtime.errors import FunctionCheckError, InvokeError, failure_reason

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from lambda_api import LambdaApi, Reply, Request
+from tests.lambda_api import LambdaApi, Reply, Request
 
 from lambdasink_runtime.config import SinkConfig
 from lambdasink_runtime.errors import InvokeError

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-from lambda_api import LambdaApi
+from tests.lambda_api import LambdaApi
 
 from lambdasink_runtime.batcher import Batcher
 from lambdasink_runtime.config import (

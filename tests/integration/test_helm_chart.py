@@ -1,6 +1,7 @@
 """The Helm chart rendered with the pinned helm: values, RBAC least privilege, the Deployment.
 
 No cluster: `helm lint` and `helm template` only (tests/cluster/test_helm.py installs it for real).
+Integration, not unit: the pinned helm is built from source on a machine that lacks it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from tests.helm_support import (
     render,
     template_text,
 )
+
+pytestmark = pytest.mark.integration
 
 CI = {p.name.removesuffix("-values.yaml"): p for p in CI_VALUES}
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 import time
 import urllib.request
 import uuid
@@ -20,14 +19,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from tests.stack import wait_for
+
+from node_agent_lib import control
+from node_agent_lib.kube import Kube, KubeError
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "dev"))
-
-from tests.stack import wait_for  # noqa: E402
-
-from node_agent_lib import control  # noqa: E402
-from node_agent_lib.kube import Kube, KubeError  # noqa: E402
 
 pytestmark = pytest.mark.cluster
 

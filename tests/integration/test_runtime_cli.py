@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lambda_api import LambdaApi
+from tests.lambda_api import LambdaApi
 
 BIN = Path(sys.executable).parent / "lambdasink-runtime"
 SECRET = "wJalrXUtnFEMI-not-a-real-secret"
+
+# Processes of the installed console script against a fake Lambda API; no stack needed.
+pytestmark = pytest.mark.integration
 
 
 def run(

@@ -50,7 +50,7 @@ def selective(lambda_functions: LambdaFunctions, mode: str = "raise") -> Recorde
 
 def invocations(recorder: Recorder) -> list[list[bytes]]:
     """Each invocation's record values, in the order the function received them."""
-    out = []
+    out: list[list[bytes]] = []
     for entry in recorder.entries():
         items = entry["event"] if isinstance(entry["event"], list) else [entry["event"]]
         out.append([base64.b64decode(i["value"]) for i in items])
@@ -67,7 +67,7 @@ def delivered_once(recorder: Recorder, values: list[bytes]) -> bool:
 
 
 def read_all(consumer: Any, n: int, timeout_s: float = 60) -> list[Any]:
-    out = []
+    out: list[Any] = []
     deadline = time.monotonic() + timeout_s
     while len(out) < n:
         left = int((deadline - time.monotonic()) * 1000)

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib
 import os
 from typing import Any
 
-from recorder import handler as record
+# The Lambda runtime imports handlers by module name from this folder.
+record = importlib.import_module("recorder").handler
 
 
 class PoisonRecord(Exception):
@@ -30,7 +32,7 @@ def _value(item: Any) -> bytes:
     try:
         return base64.b64decode(item["value"], validate=True)
     except (binascii.Error, ValueError):
-        return item["value"].encode()
+        return str(item["value"]).encode()
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 
 import pytest
-from test_pipeline import FAST, MemorySource, ScriptedInvoke, pipeline, rec, settle
+from tests.unit.test_pipeline import FAST, MemorySource, ScriptedInvoke, pipeline, rec, settle
 
 from lambdasink_runtime.errors import InvokeError, PulsarError
 from lambdasink_runtime.failure import Attempts, Failure, MemoryAttemptLog, record_key

@@ -125,11 +125,11 @@ def test_breaker_opens_on_sustained_failures_and_probes_with_backoff() -> None:
     cb = breaker(clock)
     for ok in (True, False, False, True):
         cb.record(ok, "server_error")
-    assert cb.state == "open"  # 2 of 4 failed
+    assert str(cb.state) == "open"  # 2 of 4 failed
     assert cb.acquire() == pytest.approx(1.0)
     clock.now = 1.0
     assert cb.acquire() == 0  # the probe
-    assert cb.state == "probing"
+    assert str(cb.state) == "probing"
     assert cb.acquire() > 0  # one probe at a time
     cb.record(False, "server_error", probe=True)
     clock.now = 2.5
@@ -137,7 +137,7 @@ def test_breaker_opens_on_sustained_failures_and_probes_with_backoff() -> None:
     clock.now = 3.0
     assert cb.acquire() == 0
     cb.record(True, probe=True)
-    assert cb.state == "closed" and cb.acquire() == 0
+    assert str(cb.state) == "closed" and cb.acquire() == 0
 
 
 def test_breaker_needs_minimum_calls_and_forgets_old_ones() -> None:

@@ -8,7 +8,11 @@ exists and pybind11 reports the signature we call. If one fails, or `LAMBDASINK_
 `public`, the consumer uses only the public API: `pulsar.Consumer.receive/batch_receive/
 acknowledge/negative_acknowledge`, `pulsar.Message` accessors, and for a message without a
 schema version the topic's latest schema from the admin REST registry (`schemas.py`), or no
-schema at all when there is no registry, said once in the log.
+schema at all when there is no registry, said once in the log. So on the fallback, such
+messages depend on the admin URL (the fast path asks over the broker connection): when the
+registry fails they are rejected, hence nacked, like any failed schema lookup. The runtime's
+integration tests pass on the fallback (LAMBDASINK_PULSAR_API=public) except the one that
+checks exactly that independence (test_messages_without_schema_version_need_no_admin_url).
 """
 
 from __future__ import annotations

@@ -148,9 +148,11 @@ class ClientAccess:
     ) -> ClientAccess:
         """The fast path when the internals fit, else the public API (`public`: force it;
         None: the `LAMBDASINK_PULSAR_API` environment variable decides)."""
-        if public is None:
-            public = os.environ.get(API_ENV, "").strip().lower() == "public"
-        problem = "forced by " + API_ENV if public else PRIVATE_API_PROBLEM
+        problem = PRIVATE_API_PROBLEM
+        if public:
+            problem = "asked for by the caller"
+        elif public is None and os.environ.get(API_ENV, "").strip().lower() == "public":
+            problem = f"{API_ENV}=public"
         raw_consumer = getattr(consumer, "_consumer", None)
         raw_client = getattr(client, "_client", None)
         if problem is None:

@@ -108,17 +108,25 @@ def client(stack: Stack) -> Iterator[Any]:
 
 
 def test_the_fallback_is_what_runs_when_forced(
-    stack: Stack, client: Any, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, client: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The flag and the environment variable both switch to the public wrappers, whose
     `pulsar.Message` is then each record's handle; unforced, the tested client takes the fast
-    path (the import check accepts its internals)."""
+    path (the import check accepts its internals). The log says why the public API is used."""
     topic = unique_topic("pub-which")
     produce(client, topic, ["x"], batching=False)
     assert pulsar_compat.PRIVATE_API_PROBLEM is None
     monkeypatch.setenv(pulsar_compat.API_ENV, "public")
+    reasons = {True: "asked for by the caller", None: "LAMBDASINK_PULSAR_API=public"}
     for public_api, private in ((True, False), (None, False), (False, True)):
-        src = source(stack, [topic], public_api=public_api)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="lambdasink.consumer"):
+            src = source(stack, [topic], public_api=public_api)
+        said = [m for m in caplog.messages if "public API only" in m]
+        if private:
+            assert said == []
+        else:
+            assert len(said) == 1 and reasons[public_api] in said[0]
         try:
             (r,) = drain(src, 1, 10)
             assert src._access.private is private

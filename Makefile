@@ -31,6 +31,10 @@ lint: venv  ## ruff, mypy (strict: packages, bench, dev/, tests/), import contra
 test-unit: venv  ## fast tests, no stack
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+.PHONY: test-lowest
+test-lowest:  ## unit tests in a scratch venv with the lowest versions pyproject declares
+	PYTHON=$(PYTHON) tests/lowest_versions.sh $(PYTEST_ARGS)
+
 stack-up: venv  ## install what is missing and start Pulsar, Kubernetes API and Lambda locally
 	$(STACK) up
 

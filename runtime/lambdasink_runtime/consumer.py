@@ -10,7 +10,8 @@ Receive, convert and ack are the runtime's hottest path, so: one topic is subscr
 per message, acks included); the C++ consumer (`_pulsar`) is called directly, one blocking
 `receive` for the first message, then `batch_receive` for what is queued (one crossing and one
 GIL release per batch, not per message); no `pulsar.Message` wrappers (the raw message is the
-ack/nack handle). bench/receive_ab.py measures it.
+ack/nack handle). bench/receive_ab.py measures it. Those private internals are reached only
+through `pulsar_compat`, which falls back to the public API when they do not fit.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-import _pulsar
 import pulsar
 
 from .errors import LambdaSinkError, PulsarError
+from .pulsar_compat import ClientAccess
 from .record import Record, Rejected, SchemaInfo
 
 if TYPE_CHECKING:
@@ -50,34 +51,6 @@ _PARTITION_SUFFIX = re.compile(r"-partition-\d+$")
 #: after `_BATCH_RECEIVE_WAIT_MS` with what is queued; 0 ms would mean "wait for a full batch".
 BATCH_RECEIVE_MAX = 100
 _BATCH_RECEIVE_WAIT_MS = 1
-#: Clients older than the `int_schema_version` accessor give the version as bytes only.
-_INT_SCHEMA_VERSION = hasattr(_pulsar.Message, "int_schema_version")
-#: Schema.Type of Pulsar's wire protocol (PulsarApi.proto), as the C++ client reports it; the
-#: Python enum names only some of them. -1 is the C++ client's BYTES.
-_WIRE_SCHEMA_TYPES = {
-    -1: "BYTES",
-    0: "NONE",
-    1: "STRING",
-    2: "JSON",
-    3: "PROTOBUF",
-    4: "AVRO",
-    5: "BOOLEAN",
-    6: "INT8",
-    7: "INT16",
-    8: "INT32",
-    9: "INT64",
-    10: "FLOAT",
-    11: "DOUBLE",
-    12: "DATE",
-    13: "TIME",
-    14: "TIMESTAMP",
-    15: "KEY_VALUE",
-    16: "INSTANT",
-    17: "LOCAL_DATE",
-    18: "LOCAL_TIME",
-    19: "LOCAL_DATE_TIME",
-    20: "PROTOBUF_NATIVE",
-}
 
 
 def build_authentication(auth: PulsarAuth) -> pulsar.Authentication | None:
@@ -117,7 +90,14 @@ def client_kwargs(cfg: PulsarConfig) -> dict[str, Any]:
 class PulsarSource:
     """A subscribed consumer that yields `Record`s; implements the pipeline's `Source`."""
 
-    def __init__(self, cfg: PulsarConfig, registry: SchemaRegistry | None = None) -> None:
+    def __init__(
+        self,
+        cfg: PulsarConfig,
+        registry: SchemaRegistry | None = None,
+        *,
+        public_api: bool | None = None,
+    ) -> None:
+        """`public_api`: True forces pulsar-client's public API (see `pulsar_compat`)."""
         self._registry = registry
         self._schemas: dict[tuple[str, int], SchemaInfo] = {}
         self._latest_schemas: dict[str, SchemaInfo | None] = {}
@@ -129,8 +109,10 @@ class PulsarSource:
         except pulsar.PulsarException as exc:
             self._close_client()
             raise PulsarError(f"cannot subscribe on {cfg.service_url}: {exc}") from exc
-        #: The C++ consumer behind the wrapper: its calls take and return raw messages.
-        self._raw = self._consumer._consumer
+        #: The C++ consumer behind the wrapper (its calls take and return raw messages), or the
+        #: wrapper itself when pulsar_compat falls back to the public API.
+        self._access = ClientAccess.open(self._client, self._consumer, registry, public=public_api)
+        self._raw = self._access.consumer
         self._batch_max = batch_receive_max(cfg)
         self._leftovers: deque[Record | Rejected] = deque()
         self._closers: list[Callable[[], None]] = []
@@ -233,9 +215,10 @@ class PulsarSource:
         """
         append = out.append
         registry = self._registry
+        schema_version = self._access.schema_version
         for raw in msgs:
             topic = raw.topic_name()
-            version = raw.int_schema_version() if _INT_SCHEMA_VERSION else _bytes_version(raw)
+            version = schema_version(raw)
             schema: SchemaInfo | None = None
             error: LambdaSinkError | None = None
             try:
@@ -267,25 +250,14 @@ class PulsarSource:
         such messages, so do clients writing raw bytes to a topic that has a schema): the
         topic's current schema, as the reference's AUTO_CONSUME decodes them; None when the
         topic has no schema. Asked once per topic over the client's own broker connection, so
-        schemaless topics need no admin URL."""
+        schemaless topics need no admin URL (the public-API fallback asks the admin URL)."""
         if topic in self._latest_schemas:  # per message: no regex on the hot path
             return self._latest_schemas[topic]
         base = _PARTITION_SUFFIX.sub("", topic)
         if base in self._latest_schemas:
             self._latest_schemas[topic] = self._latest_schemas[base]
             return self._latest_schemas[base]
-        schema: SchemaInfo | None = None
-        try:
-            # The public wrapper does not expose the C++ client's schema lookup; -1 = latest.
-            info = self._client._client.get_schema_info(base, -1)
-        except pulsar.TopicNotFound:
-            pass  # what the broker answers for a topic without a schema
-        except pulsar.PulsarException as exc:
-            raise PulsarError(f"cannot look up the schema of {base}: {exc}") from exc
-        else:
-            kind = _WIRE_SCHEMA_TYPES.get(int(info.schema_type()), "UNKNOWN")
-            if kind != "NONE":
-                schema = SchemaInfo(type=kind, definition=info.schema(), name=base.split("/")[-1])
+        schema = self._access.latest_schema(base)
         self._latest_schemas[base] = self._latest_schemas[topic] = schema
         return schema
 
@@ -300,15 +272,6 @@ class PulsarSource:
                 self._schemas[(base, version)] = cached
             self._schemas[(topic, version)] = cached
         return cached
-
-
-def _bytes_version(raw: Any) -> int:
-    """The schema version of a raw message from its bytes form; -1 when it has none."""
-    data = raw.schema_version()
-    if not data:
-        return -1
-    blob = data.encode("latin-1") if isinstance(data, str) else bytes(data)
-    return int.from_bytes(blob, "big", signed=True)
 
 
 def batch_receive_max(cfg: PulsarConfig) -> int:

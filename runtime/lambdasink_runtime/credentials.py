@@ -71,10 +71,21 @@ class _FixedProvider(CredentialProvider):
         return self._load()
 
 
-def _session_with(provider: Callable[[], Credentials | None], region: str) -> boto3.Session:
+class AwsSession(boto3.Session):
+    """A boto3 Session that names the botocore session it wraps (boto3 keeps it private): the
+    invoker's own HTTP transport reads that session's settings (`ca_bundle`)."""
+
+    def __init__(
+        self, *, botocore_session: botocore.session.Session | None = None, **kwargs: Any
+    ) -> None:
+        self.botocore_session = botocore_session or botocore.session.Session()
+        super().__init__(botocore_session=self.botocore_session, **kwargs)
+
+
+def _session_with(provider: Callable[[], Credentials | None], region: str) -> AwsSession:
     core = botocore.session.Session()
     core.register_component("credential_provider", CredentialResolver([_FixedProvider(provider)]))
-    return boto3.Session(botocore_session=core, region_name=region or None)
+    return AwsSession(botocore_session=core, region_name=region or None)
 
 
 def _parse_param(raw: str, *, plugin: str) -> dict[str, Any]:
@@ -131,7 +142,7 @@ def assume_role(
     external_id: str = "",
     region: str = "",
     sts_endpoint: str | None = None,
-) -> boto3.Session:
+) -> AwsSession:
     """A session whose credentials come from STS AssumeRole on `base`, refreshed before expiry.
 
     The first STS call is deferred until credentials are first needed (the function check),
@@ -158,17 +169,17 @@ def assume_role(
     return _session_with(lambda: refreshable, region)
 
 
-def session_for(sink: SinkConfig, *, sts_endpoint: str | None = None) -> boto3.Session:
+def session_for(sink: SinkConfig, *, sts_endpoint: str | None = None) -> AwsSession:
     """The boto3 session the invoker uses, per the resolution order in the module docstring."""
     region = sink.aws_region
     plugin = (sink.aws_credential_plugin_name or "").strip()
     raw_param = sink.aws_credential_plugin_param or ""
-    session: boto3.Session
+    session: AwsSession
     if plugin:
         short = plugin.rsplit(".", 1)[-1]
         if short == JAVA_DEFAULT_PLUGIN:
             static = _static_from_param(_parse_param(raw_param, plugin=plugin))
-            session = _static(static, region) if static else boto3.Session(region_name=region)
+            session = _static(static, region) if static else AwsSession(region_name=region)
         elif short == JAVA_STS_PLUGIN:
             param = _parse_param(raw_param, plugin=plugin)
             if not param.get("roleArn"):
@@ -179,7 +190,7 @@ def session_for(sink: SinkConfig, *, sts_endpoint: str | None = None) -> boto3.S
                     sensitive=True,
                 )
             session = assume_role(
-                boto3.Session(region_name=region),
+                AwsSession(region_name=region),
                 role_arn=str(param["roleArn"]),
                 session_name=str(param.get("roleSessionName") or DEFAULT_SESSION_NAME),
                 external_id=str(param.get("externalId") or ""),
@@ -200,7 +211,7 @@ def session_for(sink: SinkConfig, *, sts_endpoint: str | None = None) -> boto3.S
         session = _static((sink.aws_access_key, sink.aws_secret_key), region)
     else:
         static = _static_from_param(_parse_param(raw_param, plugin="(default)"))
-        session = _static(static, region) if static else boto3.Session(region_name=region)
+        session = _static(static, region) if static else AwsSession(region_name=region)
 
     if sink.aws_assume_role_arn:
         session = assume_role(
@@ -214,8 +225,8 @@ def session_for(sink: SinkConfig, *, sts_endpoint: str | None = None) -> boto3.S
     return session
 
 
-def _static(keys: tuple[str, str], region: str) -> boto3.Session:
-    return boto3.Session(
+def _static(keys: tuple[str, str], region: str) -> AwsSession:
+    return AwsSession(
         aws_access_key_id=keys[0], aws_secret_access_key=keys[1], region_name=region or None
     )
 

@@ -17,13 +17,13 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import _pulsar
 import pulsar
 from pulsar.schema import Schema
 
 from .attempts import retain_from_start
 from .errors import PulsarError
 from .failure import Failure, dead_letter_properties
+from .pulsar_compat import schema_type
 from .record import Record, SchemaInfo
 
 log = logging.getLogger("lambdasink.deadletter")
@@ -32,7 +32,7 @@ DEAD_LETTER_SUBSCRIPTION = "lambdasink-dead-letters"
 
 #: Schema types the copy is produced with as such; others (KEY_VALUE, AUTO_*) go as bytes.
 _SCHEMA_TYPES = {
-    name: getattr(_pulsar.SchemaType, name)
+    name: kind
     for name in (
         "STRING",
         "JSON",
@@ -54,7 +54,7 @@ _SCHEMA_TYPES = {
         "LOCAL_TIME",
         "LOCAL_DATE_TIME",
     )
-    if hasattr(_pulsar.SchemaType, name)
+    if (kind := schema_type(name)) is not None
 }
 
 

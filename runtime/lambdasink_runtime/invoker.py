@@ -29,7 +29,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -41,7 +40,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from .credentials import session_for
+from .credentials import AwsSession, session_for
 from .errors import FunctionCheckError, InvokeError, failure_reason
 from .lambda_http import LambdaHttp, http_error, parse_retry_after, proxied
 from .metrics import Metrics
@@ -114,7 +113,7 @@ class Invoker:
         self,
         sink: SinkConfig,
         *,
-        session: boto3.Session | None = None,
+        session: AwsSession | None = None,
         metrics: Metrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
@@ -151,7 +150,6 @@ class Invoker:
         self.http: LambdaHttp | None = None
         endpoint = self.client.meta.endpoint_url
         if transport == "http" or (transport == "auto" and not proxied(endpoint)):
-            core = session._session  # the botocore session behind boto3's
             self.http = LambdaHttp(
                 endpoint_url=endpoint,
                 region=self.client.meta.region_name,
@@ -160,7 +158,7 @@ class Invoker:
                 credentials=session.get_credentials(),
                 connect_timeout_s=min(10.0, timeout_s),
                 read_timeout_s=timeout_s,
-                ca_bundle=core.get_config_variable("ca_bundle"),
+                ca_bundle=session.botocore_session.get_config_variable("ca_bundle"),
                 retry_after_cap_s=MAX_RETRY_AFTER_S,
             )
         self._pool = ThreadPoolExecutor(

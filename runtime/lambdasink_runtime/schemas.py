@@ -197,15 +197,28 @@ class SchemaRegistry:
                 self._cache.popitem(last=False)
         return info
 
+    def latest(self, topic: str) -> SchemaInfo | None:
+        """The topic's current schema, None when it has none: for messages without a schema
+        version. Not cached here (the consumer asks once per topic and keeps the answer)."""
+        name = parse_topic(topic)
+        url = f"{self.admin_url}/admin/v2/schemas/{name.schema_path}/schema"
+        info = self._get(url, f"the latest schema of {name.full}", name, absent_ok=True)
+        return None if info is None or info.type == "NONE" else info
+
     def clear(self) -> None:
         with self._lock:
             self._cache.clear()
 
     def _fetch(self, name: TopicName, version: int) -> SchemaInfo:
-        url = self._url(name, version)
+        what = f"schema version {version} of {name.full}"
+        info = self._get(self._url(name, version), what, name, absent_ok=False)
+        assert info is not None  # absent_ok=False: a 404 raised
+        return info
+
+    def _get(self, url: str, what: str, name: TopicName, *, absent_ok: bool) -> SchemaInfo | None:
+        """GET one schema; None for HTTP 404 when `absent_ok` (a topic without a schema)."""
         headers = {"Accept": "application/json", **self._headers()}
         request = urllib.request.Request(url, headers=headers, method="GET")  # noqa: S310 - http(s) admin URL from config
-        what = f"schema version {version} of {name.full}"
         self.fetches += 1
         try:
             with urllib.request.urlopen(  # noqa: S310 - http(s) admin URL from config
@@ -214,6 +227,8 @@ class SchemaRegistry:
                 body = response.read()
         except urllib.error.HTTPError as exc:
             exc.close()  # it holds the response's socket
+            if absent_ok and exc.code == 404:
+                return None
             retriable = exc.code >= 500 or exc.code in (408, 429)
             raise SchemaRegistryError(
                 f"{what}: the broker answered HTTP {exc.code} {exc.reason}", retriable=retriable

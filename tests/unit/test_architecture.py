@@ -34,3 +34,4 @@ def test_the_graph_sees_external_imports() -> None:
     """The closure finds what it must find (a graph that saw nothing would pass the test above)."""
     assert "fastavro" in reached_packages("serializer")
     assert "pulsar" in reached_packages("consumer")
+    assert "fastavro" in reached_packages("value_codecs")

@@ -77,7 +77,7 @@ def test_default_chain_web_identity_is_configured(
     monkeypatch.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa")
     monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", f"{tmp_path}/token")
     session = credentials.session_for(sink())
-    resolver = session._session.get_component("credential_provider")
+    resolver = session.botocore_session.get_component("credential_provider")
     assert resolver.get_provider("assume-role-with-web-identity") is not None
 
 

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import boto3
 import pytest
 from tests.lambda_api import LambdaApi, Reply, Request
 
 from lambdasink_runtime.config import SinkConfig
+from lambdasink_runtime.credentials import AwsSession
 from lambdasink_runtime.errors import InvokeError
 from lambdasink_runtime.invoker import Invoker, Transport
 from lambdasink_runtime.lambda_http import LambdaHttp, proxied
@@ -105,7 +105,7 @@ def test_signature_verifies(api: LambdaApi, transport: Transport, function: str)
 
 
 def test_session_token_is_sent_and_signed(api: LambdaApi) -> None:
-    session = boto3.Session(
+    session = AwsSession(
         aws_access_key_id="ASIAEXAMPLE",
         aws_secret_access_key=SECRET,
         aws_session_token="tok-123",

@@ -382,7 +382,9 @@ class PodWorker(threading.Thread):
                 port = (probe.get(key) or {}).get("port")
                 if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
                     wanted.append(int(port))
-        return {p: free_port(host=POD_IP) for p in dict.fromkeys(wanted)}, named
+        # The declared port when it is free (so `status.podIP:port` reaches the only replica,
+        # as the operator's worker-status poll expects), else a private one.
+        return {p: free_port(p, host=POD_IP) for p in dict.fromkeys(wanted)}, named
 
     def _lookup(self, kind: str, ns: str, name: str) -> dict[str, str] | None:
         path = f"/api/v1/namespaces/{ns}/{kind}/{name}"

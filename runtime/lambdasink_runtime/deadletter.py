@@ -23,6 +23,7 @@ from pulsar.schema import Schema
 from .attempts import retain_from_start
 from .errors import PulsarError
 from .failure import Failure, dead_letter_properties
+from .pulsar_compat import schema_info as pulsar_schema_info
 from .pulsar_compat import schema_type
 from .record import Record, SchemaInfo
 
@@ -58,11 +59,17 @@ _SCHEMA_TYPES = {
 }
 
 
+#: Schema types whose definition is a document (the rest are primitives: no definition).
+_DOCUMENT_TYPES = frozenset({"JSON", "AVRO", "PROTOBUF", "PROTOBUF_NATIVE"})
+
+
 class _Passthrough(Schema):  # type: ignore[misc]
     """A schema whose info is the record's writer schema and whose bytes pass unchanged."""
 
     def __init__(self, info: SchemaInfo) -> None:
-        super().__init__(None, _SCHEMA_TYPES[info.type], info.definition, info.name or "dlq")
+        super().__init__(bytes, _SCHEMA_TYPES[info.type], None, info.name or "dlq")
+        definition = info.definition if info.type in _DOCUMENT_TYPES else ""
+        self._schema_info = pulsar_schema_info(info.type, info.name or "dlq", definition)
 
     def encode(self, obj: Any) -> bytes:
         return bytes(obj)

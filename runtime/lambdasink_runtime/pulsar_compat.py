@@ -224,3 +224,15 @@ def schema_type(name: str) -> Any | None:
     except ImportError:
         return None
     return getattr(_pulsar.SchemaType, name, None)
+
+
+def schema_info(type_name: str, name: str, definition: str) -> Any | None:
+    """A C++ SchemaInfo carrying `definition` as it is. The public `Schema` base JSON-encodes
+    the definition it is given (fine for its own record classes, wrong for a writer schema
+    that is already text), so the dead-letter producer sets the info itself."""
+    kind = schema_type(type_name)
+    if kind is None:
+        return None
+    import _pulsar  # noqa: PLC0415 - schema_type found it
+
+    return _pulsar.SchemaInfo(kind, name, definition)

@@ -500,3 +500,45 @@ def test_attempt_count_survives_a_broker_restart(
         dlq_consumer.close()
     finally:
         client.close()
+
+
+class Order(pulsar.schema.Record):  # type: ignore[misc]
+    name = pulsar.schema.String()
+    qty = pulsar.schema.Integer()
+
+
+@pytest.mark.parametrize("kind", ["STRING", "AVRO"])
+def test_dead_letter_copy_keeps_the_writer_schema(
+    stack: Stack, client: Any, runtimes: Runtimes, lambda_functions: LambdaFunctions, kind: str
+) -> None:
+    rec = selective(lambda_functions)
+    topic, dlq = unique_topic("fp-schema"), unique_topic("fp-schema-dlq")
+    schema: Any = (
+        pulsar.schema.StringSchema() if kind == "STRING" else pulsar.schema.AvroSchema(Order)
+    )
+    good: Any = "good-0" if kind == "STRING" else Order(name="good-0", qty=1)
+    bad: Any = "poison-1" if kind == "STRING" else Order(name="poison-1", qty=2)
+    producer = client.create_producer(topic, schema=schema)
+    producer.send(good)
+    producer.send(bad, partition_key="k", properties={"n": "1"})
+    producer.close()
+    cfg = failure_config(stack, rec.function, topic, dlq, maxAttempts=1)
+    proc = runtimes.start(cfg)
+    dlq_consumer = client.subscribe(
+        dlq, "check", schema=schema, initial_position=pulsar.InitialPosition.Earliest
+    )
+    [dead] = read_all(dlq_consumer, 1)
+    if kind == "STRING":
+        assert dead.value() == "poison-1"
+    else:
+        assert (dead.value().name, dead.value().qty) == ("poison-1", 2)
+    assert dead.partition_key() == "k" and dead.properties()["n"] == "1"
+    path = dlq.split("://", 1)[1]
+    status, info = admin(stack, "GET", f"/admin/v2/schemas/{path}/schema")
+    assert status == 200, info
+    assert info["type"] == kind
+    if kind == "AVRO":  # the writer schema itself (a primitive schema has no definition)
+        _, source = admin(stack, "GET", f"/admin/v2/schemas/{topic.split('://', 1)[1]}/schema")
+        assert json.loads(info["data"]) == json.loads(source["data"])
+    assert proc.terminate() == 0
+    dlq_consumer.close()

@@ -1,6 +1,7 @@
 """Lambda handler that records every event and fails on purpose for marked records.
 
-A V2 item whose decoded value starts with `poison` is a poison record. What the handler does
+A V2 item whose decoded value starts with `poison` (or, for a structured value, has a field
+starting with it) is a poison record. What the handler does
 with one depends on the function's environment variable FAIL_MODE:
 - `raise` (default): raises PoisonRecord for the whole batch (an Unhandled function error);
 - `partial`: returns `{"batchItemFailures": [{"itemIdentifier": <messageId>}]}` listing the
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import importlib
+import json
 import os
 from typing import Any
 
@@ -27,6 +29,8 @@ class PoisonRecord(Exception):
 
 
 def _value(item: Any) -> bytes:
+    if isinstance(item, dict) and isinstance(item.get("value"), dict):
+        return json.dumps(item["value"]).encode()  # a decoded Avro/JSON record
     if not isinstance(item, dict) or not isinstance(item.get("value"), str):
         return b""
     try:
@@ -38,7 +42,7 @@ def _value(item: Any) -> bytes:
 def handler(event: Any, context: Any) -> dict[str, Any]:
     record(event, context)
     items = event if isinstance(event, list) else [event]
-    poison = [i for i in items if _value(i).startswith(b"poison")]
+    poison = [i for i in items if _value(i).startswith(b"poison") or b'"poison' in _value(i)]
     if not poison:
         return {"batchItemFailures": []}
     mode = os.environ.get("FAIL_MODE", "raise")

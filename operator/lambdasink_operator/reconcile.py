@@ -67,14 +67,12 @@ class Reconciler:
         try:
             outcome = self._reconcile(body)
         except KubeError as exc:
-            metrics.inc("lambdasink_operator_reconciles_total", "error")
+            metrics.RECONCILES.labels("error").inc()
             self._report_failure(body, exc)
             raise
-        metrics.inc(
-            "lambdasink_operator_reconciles_total", "invalid" if outcome.config_error else "ok"
-        )
+        metrics.RECONCILES.labels("invalid" if outcome.config_error else "ok").inc()
         if outcome.applied:
-            metrics.inc("lambdasink_operator_deployment_applies_total")
+            metrics.DEPLOYMENT_APPLIES.inc()
         return outcome
 
     def _report_failure(self, body: Mapping[str, Any], exc: KubeError) -> None:

@@ -48,7 +48,8 @@ def test_no_handler_needs_a_finalizer() -> None:
 
 
 def test_metrics_endpoint_serves_prometheus_text() -> None:
-    metrics.inc("lambdasink_operator_reconciles_total", "ok")
+    metrics.RECONCILES.labels("ok").inc()
+    metrics.DEPLOYMENT_APPLIES.inc()
     server = metrics.serve(0, host="127.0.0.1")
     try:
         port = server.server_address[1]
@@ -56,6 +57,8 @@ def test_metrics_endpoint_serves_prometheus_text() -> None:
             text = response.read().decode()
         assert "# TYPE lambdasink_operator_reconciles_total counter" in text
         assert 'lambdasink_operator_reconciles_total{result="ok"}' in text
+        assert "# TYPE lambdasink_operator_deployment_applies_total counter" in text
+        assert "_created" not in text
     finally:
         server.shutdown()
         server.server_close()

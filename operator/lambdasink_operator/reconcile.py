@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import conditions, manifests, metrics, spec
+from . import conditions, drift, manifests, metrics, spec
 from .kube import Kube, KubeError
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class Reconciler:
             desired = manifests.build_deployment(
                 body, plan, image=self.runtime_image, config_hash=config_hash
             )
-            if current is None or not manifests.is_subset(desired, current):
+            if current is None or drift.drifted(desired, current):
                 try:
                     current = self.kube.apply_deployment(desired)
                     applied = True

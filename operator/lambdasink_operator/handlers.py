@@ -97,13 +97,14 @@ def secret_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) ->
     return {(namespace, name): observed.secret_digests(body.get("data"))}
 
 
-def view(kwargs: Mapping[str, Any]) -> observed.View:
+def view(memo: Any, kwargs: Mapping[str, Any]) -> observed.View:
     """The indexes kopf passes to every handler, as the reconciler reads them."""
     return observed.View(
         sinks=kwargs["sink_index"],
         deployments=kwargs["deployment_index"],
         pods=kwargs["pod_index"],
         secrets=kwargs["secret_index"],
+        secrets_complete=not getattr(memo, "secret_selector", ""),
     )
 
 
@@ -124,7 +125,7 @@ async def _run(action: Awaitable[object]) -> None:
 @kopf.on.update(*SINKS)
 async def sink_changed(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     reconciler: Reconciler = memo.reconciler
-    await _run(reconciler.reconcile(observed.snapshot(body), view(kwargs)))
+    await _run(reconciler.reconcile(observed.snapshot(body), view(memo, kwargs)))
 
 
 @kopf.on.event(*SINKS, when=lambda type, **_: type == "DELETED")
@@ -140,7 +141,7 @@ async def child_changed(body: kopf.Body, namespace: str | None, memo: Any, **kwa
     sink = manifests.owner_sink_name(body)
     if sink and namespace:
         reconciler: Reconciler = memo.reconciler
-        await _run(reconciler.reconcile_by_name(namespace, sink, view(kwargs)))
+        await _run(reconciler.reconcile_by_name(namespace, sink, view(memo, kwargs)))
 
 
 def _is_referenced(namespace: str | None, name: str, **kwargs: Any) -> bool:
@@ -156,4 +157,4 @@ async def secret_changed(namespace: str | None, name: str, memo: Any, **kwargs: 
     if not namespace:
         return
     for sink in sorted(set(users.get((namespace, name), []))):
-        await _run(reconciler.reconcile_by_name(namespace, sink, view(kwargs)))
+        await _run(reconciler.reconcile_by_name(namespace, sink, view(memo, kwargs)))

@@ -69,12 +69,15 @@ def _first(index: Index | None, key: Key) -> Any | None:
 @dataclass(frozen=True)
 class View:
     """The indexes of one handler call. A missing entry means "not seen": the reconciler then
-    asks the API where it must (a foreign Deployment is not indexed; a Secret may not be yet)."""
+    asks the API where it must (a foreign Deployment is not indexed). `secrets_complete` says
+    the Secret index holds every Secret of the watched namespaces (no label selector narrows
+    the watch), so a Secret missing there is absent and need not be asked for."""
 
     sinks: Index = field(default_factory=dict)
     deployments: Index = field(default_factory=dict)
     pods: Index = field(default_factory=dict)
     secrets: Index = field(default_factory=dict)
+    secrets_complete: bool = False
 
     def sink(self, namespace: str, name: str) -> dict[str, Any] | None:
         found = _first(self.sinks, (namespace, name))

@@ -199,8 +199,8 @@ class Reconciler:
     # ------------------------------------------------------------------ what the pass reads
 
     async def _read_secrets(self, namespace: str, plan: spec.WorkerPlan, view: View) -> SecretRead:
-        """Digests from the Secret index; the API only for a Secret the index has not seen,
-        and for the one value validation parses (the credential plugin's parameter)."""
+        """Digests from the Secret index; the API only for a Secret a narrowed watch may have
+        missed, and for the one value validation parses (the credential plugin's parameter)."""
         summaries: dict[str, dict[str, KeyDigest] | None] = {}
         fetched: dict[str, dict[str, str] | None] = {}
 
@@ -211,7 +211,7 @@ class Reconciler:
 
         for name in plan.secret_names:
             summary = view.secret(namespace, name) if name else None
-            if summary is None and name:
+            if summary is None and name and not view.secrets_complete:
                 raw = await data(name)
                 summary = secret_digests(raw) if raw is not None else None
             summaries[name] = summary

@@ -57,12 +57,13 @@ def _server_message(exc: DynamicApiError) -> str:
 class Kube:
     """The API seam of the reconciler; one instance per operator process.
 
-    `client` is a DynamicClient (tests may pass one bound to another API server); by default
-    one is made on first use from the in-cluster service account or $KUBECONFIG.
+    Credentials are loaded at once (a bad kubeconfig fails the start); the DynamicClient, whose
+    construction already asks the API server (discovery), is made on first use, in a thread.
     """
 
-    def __init__(self, client: Any | None = None) -> None:
-        self._client = client
+    def __init__(self, api_client: Any | None = None) -> None:
+        self._api_client = api_client if api_client is not None else _default_api_client()
+        self._client: Any | None = None
         self._resources: dict[tuple[str, str], Any] = {}
         self._guard = threading.Lock()
 
@@ -72,7 +73,7 @@ class Kube:
         """The discovered API resource (discovery is lazy and cached by the client)."""
         with self._guard:
             if self._client is None:
-                self._client = DynamicClient(_default_api_client())  # type: ignore[no-untyped-call]
+                self._client = DynamicClient(self._api_client)  # type: ignore[no-untyped-call]
             key = (api_version, kind)
             if key not in self._resources:
                 self._resources[key] = self._client.resources.get(

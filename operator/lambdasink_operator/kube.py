@@ -45,6 +45,8 @@ class KubeError(Exception):
 def _server_message(exc: DynamicApiError) -> str:
     body = exc.body
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    if not text:
+        return str(exc.reason or f"HTTP {exc.status}")
     try:
         doc = json.loads(text)
     except ValueError:

@@ -176,7 +176,9 @@ class Kube:
         self, involved: Mapping[str, Any], *, type_: str, reason: str, message: str
     ) -> None:
         """A core/v1 Event about `involved`, queued to kopf's poster (best effort, never
-        raises). Only from inside a kopf handler: the poster's queue is the handler's context."""
+        raises). Only from inside a kopf handler: the poster's queue is the handler's context.
+        Normal Events go by `kopf.event`: `kopf.info` is muted by `settings.posting.level`,
+        which stays at WARNING so kopf's own INFO log lines do not become Events."""
         body = kopf.Body(cast(kopf.RawBody, dict(involved)))
         if type_ == "Warning":
             kopf.warn(body, reason=reason, message=message)

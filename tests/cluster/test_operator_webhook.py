@@ -160,6 +160,8 @@ def test_an_injected_sidecar_is_not_reapplied_forever(
             lambda d: d is not None and len(d["spec"]["template"]["spec"]["containers"]) == 2,
         ),
     )
+    # the counter moves once the pass ends, a moment after the Deployment is visible
+    wait_for("the apply counted", lambda: applies(operator) >= 1)
     assert applies(operator) == 1
     # More passes, each waited for: a sink annotation (kopf's update handler) and a pod label
     # (the pod event handler).

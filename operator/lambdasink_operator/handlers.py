@@ -93,7 +93,9 @@ def pod_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any
 
 @kopf.index(*SECRETS)
 def secret_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    """(namespace, Secret name) → a digest of each key (never a value)."""
+    """(namespace, Secret name) → a digest of each key (never a value). Every watched Secret,
+    not only referenced ones: a sink may start referencing one at any time, and the index must
+    already know it (a miss means absent)."""
     return {(namespace, name): observed.secret_digests(body.get("data"))}
 
 

@@ -3,6 +3,7 @@
 lambdasink-operator --namespace team-a [--namespace team-b] | --all-namespaces
                     [--standalone | --peering NAME] [--liveness http://0.0.0.0:8080/healthz]
                     [--metrics-port 9090] [--runtime-image IMAGE] [--log-level INFO]
+                    [--secret-selector LABEL=VALUE]
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"default worker image (env {handlers.ENV_RUNTIME_IMAGE})",
     )
     parser.add_argument(
+        "--secret-selector",
+        metavar="SELECTOR",
+        default=os.environ.get("LAMBDASINK_OPERATOR_SECRET_SELECTOR", ""),
+        help="watch only the Secrets matching this label selector (server-side); a referenced "
+        "Secret outside it is still read by name, but its rotation is not noticed (see RBAC.md)",
+    )
+    parser.add_argument(
         "--log-level",
         default=os.environ.get("LAMBDASINK_OPERATOR_LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -87,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clusterwide=bool(args.all_namespaces),
         namespaces=list(args.namespaces or ()),
         liveness_endpoint=args.liveness,
-        memo=kopf.Memo(runtime_image=args.runtime_image),
+        memo=kopf.Memo(runtime_image=args.runtime_image, secret_selector=args.secret_selector),
         registry=kopf.get_default_registry(),
     )
     return 0

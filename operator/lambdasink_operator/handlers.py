@@ -2,31 +2,38 @@
 
 Triggers: the sink itself (create/update/resume), its Deployment (drift: edited or deleted by
 someone else), its pods (a failing worker's termination message), and referenced Secrets
-(rotation rolls the workers; a late Secret clears `SecretNotFound`). No delete handler, timer or
-daemon is registered, so kopf adds no finalizer: the Deployment goes by garbage collection.
+(rotation rolls the workers; a late Secret clears `SecretNotFound`). Indexes keep what a pass
+reads (sinks, our Deployments, worker pod summaries, Secret key digests), so a pod event costs
+no API read. No delete handler, timer or daemon is registered, so kopf adds no finalizer: the
+Deployment goes by garbage collection; a sink's DELETED event only drops its lock.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import kopf
 
-from . import manifests, spec
+from . import manifests, observed, spec
 from .kube import Kube, KubeError
 from .reconcile import DEFAULT_RUNTIME_IMAGE, Reconciler
 
 ENV_RUNTIME_IMAGE = "LAMBDASINK_RUNTIME_IMAGE"
 SINKS = (spec.GROUP, spec.VERSION, spec.PLURAL)
+DEPLOYMENTS = ("apps", "v1", "deployments")
+PODS = ("v1", "pods")
+SECRETS = ("v1", "secrets")
 MANAGED = {manifests.LABEL_MANAGED_BY: manifests.OPERATOR}
+MANAGED_SELECTOR = f"{manifests.LABEL_MANAGED_BY}={manifests.OPERATOR}"
 RETRY_DELAY_S = 10
 
+Key = tuple[str | None, str]
 
-def configure(settings: kopf.OperatorSettings) -> None:
+
+def configure(settings: kopf.OperatorSettings, *, secret_selector: str = "") -> None:
     """Settings that keep kopf's API footprint small (see RBAC.md)."""
     # No CRD/namespace watching: resources are discovered once, namespaces come from the CLI.
     settings.scanning.disabled = True
@@ -35,6 +42,12 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=spec.GROUP, key="last-handled-configuration"
     )
+    # Only our Deployments and worker pods are sent by the API server (server-side filter).
+    settings.watching.label_selectors[DEPLOYMENTS] = MANAGED_SELECTOR
+    settings.watching.label_selectors[PODS] = MANAGED_SELECTOR
+    if secret_selector:
+        settings.watching.label_selectors[SECRETS] = secret_selector
+    # kopf's own log lines become Events from WARNING up; ours are posted explicitly.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -43,24 +56,66 @@ def configure(settings: kopf.OperatorSettings) -> None:
 
 
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
-    configure(settings)
+async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    configure(settings, secret_selector=getattr(memo, "secret_selector", "") or "")
     image = getattr(memo, "runtime_image", None) or os.environ.get(ENV_RUNTIME_IMAGE, "")
     memo.reconciler = Reconciler(Kube(), runtime_image=image or DEFAULT_RUNTIME_IMAGE)
 
 
+# ---------------------------------------------------------------------- indexes
+
+
 @kopf.index(*SINKS)
-def secret_index(
-    namespace: str | None, name: str, body: kopf.Body, **_: Any
-) -> dict[tuple[str | None, str], str]:
+def sink_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    """(namespace, name) → the sink."""
+    return {(namespace, name): observed.snapshot(body)}
+
+
+@kopf.index(*SINKS)
+def secret_users(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, str]:
     """(namespace, Secret name) → names of the LambdaSinks reading it."""
     sink_spec: Mapping[str, Any] = body.get("spec") or {}
     return {(namespace, secret): name for secret in spec.referenced_secrets(sink_spec)}
 
 
-def _run(action: Callable[[], object]) -> None:
+@kopf.index(*DEPLOYMENTS, labels=MANAGED)
+def deployment_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    """(namespace, Deployment name) → our Deployment."""
+    return {(namespace, name): observed.snapshot(body)}
+
+
+@kopf.index(*PODS, labels=MANAGED)
+def pod_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
+    """(namespace, sink name) → a summary of each worker pod."""
+    sink = manifests.owner_sink_name(body)
+    return {(namespace, sink): observed.pod_summary(body)} if sink else None
+
+
+@kopf.index(*SECRETS)
+def secret_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    """(namespace, Secret name) → a digest of each key (never a value). Every watched Secret,
+    not only referenced ones: a sink may start referencing one at any time, and the index must
+    already know it (a miss means absent)."""
+    return {(namespace, name): observed.secret_digests(body.get("data"))}
+
+
+def view(memo: Any, kwargs: Mapping[str, Any]) -> observed.View:
+    """The indexes kopf passes to every handler, as the reconciler reads them."""
+    return observed.View(
+        sinks=kwargs["sink_index"],
+        deployments=kwargs["deployment_index"],
+        pods=kwargs["pod_index"],
+        secrets=kwargs["secret_index"],
+        secrets_complete=not getattr(memo, "secret_selector", ""),
+    )
+
+
+# ---------------------------------------------------------------------- handlers
+
+
+async def _run(action: Awaitable[object]) -> None:
     try:
-        action()
+        await action
     except KubeError as exc:
         if exc.retriable:
             raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_S) from exc
@@ -70,31 +125,38 @@ def _run(action: Callable[[], object]) -> None:
 @kopf.on.resume(*SINKS)
 @kopf.on.create(*SINKS)
 @kopf.on.update(*SINKS)
-def sink_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
+async def sink_changed(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     reconciler: Reconciler = memo.reconciler
-    _run(lambda: reconciler.reconcile(dict(body)))
+    await _run(reconciler.reconcile(observed.snapshot(body), view(memo, kwargs)))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-@kopf.on.event("v1", "pods", labels=MANAGED)
-def child_changed(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+@kopf.on.event(*SINKS, when=lambda type, **_: type == "DELETED")
+async def sink_deleted(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    reconciler: Reconciler = memo.reconciler
+    if namespace:
+        reconciler.forget(namespace, name)
+
+
+@kopf.on.event(*DEPLOYMENTS, labels=MANAGED)
+@kopf.on.event(*PODS, labels=MANAGED)
+async def child_changed(body: kopf.Body, namespace: str | None, memo: Any, **kwargs: Any) -> None:
     sink = manifests.owner_sink_name(body)
     if sink and namespace:
         reconciler: Reconciler = memo.reconciler
-        _run(lambda: reconciler.reconcile_by_name(namespace, sink))
+        await _run(reconciler.reconcile_by_name(namespace, sink, view(memo, kwargs)))
 
 
 def _is_referenced(namespace: str | None, name: str, **kwargs: Any) -> bool:
-    """Only Secrets some LambdaSink reads wake the handler (kopf still watches them all)."""
-    index: kopf.Index[tuple[str | None, str], str] = kwargs["secret_index"]
-    return (namespace, name) in index
+    """Only Secrets some LambdaSink reads wake the handler."""
+    users: kopf.Index[Key, str] = kwargs["secret_users"]
+    return (namespace, name) in users
 
 
-@kopf.on.event("v1", "secrets", when=_is_referenced)
-def secret_changed(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
-    index: kopf.Index[tuple[str | None, str], str] = kwargs["secret_index"]
+@kopf.on.event(*SECRETS, when=_is_referenced)
+async def secret_changed(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+    users: kopf.Index[Key, str] = kwargs["secret_users"]
     reconciler: Reconciler = memo.reconciler
     if not namespace:
         return
-    for sink in sorted(set(index.get((namespace, name), []))):
-        _run(functools.partial(reconciler.reconcile_by_name, namespace, sink))
+    for sink in sorted(set(users.get((namespace, name), []))):
+        await _run(reconciler.reconcile_by_name(namespace, sink, view(memo, kwargs)))

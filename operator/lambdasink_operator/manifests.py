@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from collections.abc import Mapping
 from typing import Any
 
 from .spec import API_VERSION, HTTP_PORT, KIND, SecretKey, WorkerPlan
@@ -207,57 +205,6 @@ def build_deployment(
             },
         },
     }
-
-
-def is_subset(desired: object, actual: object, *, quantities: bool = False) -> bool:
-    """True when every field we set has the same value in `actual` (server defaults ignored):
-    the test for drift that needs putting back. Under `resources.limits`/`requests` the server
-    rewrites quantities (`0.5` → `500m`), so those compare by value."""
-    if isinstance(desired, Mapping):
-        if not isinstance(actual, Mapping):
-            return False
-        return all(
-            k in actual
-            and is_subset(v, actual[k], quantities=quantities or k in ("limits", "requests"))
-            for k, v in desired.items()
-        )
-    if isinstance(desired, Sequence) and not isinstance(desired, str):
-        if not isinstance(actual, Sequence) or isinstance(actual, str):
-            return False
-        return len(desired) == len(actual) and all(
-            is_subset(d, a, quantities=quantities) for d, a in zip(desired, actual, strict=True)
-        )
-    if desired == actual:
-        return True
-    if quantities:
-        want, have = parse_quantity(desired), parse_quantity(actual)
-        return want is not None and want == have
-    return False
-
-
-_QUANTITY = re.compile(
-    r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]))?$"
-)
-_SUFFIX = {
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-    "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"),
-    "P": Decimal("1e15"), "E": Decimal("1e18"),
-    "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40),
-    "Pi": Decimal(2**50), "Ei": Decimal(2**60),
-}  # fmt: skip
-
-
-def parse_quantity(value: object) -> Decimal | None:
-    """A Kubernetes resource quantity as an exact number, or None when it is not one."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None
-    match = _QUANTITY.match(str(value).strip())
-    if match is None:
-        return None
-    number, exponent, suffix = match.groups()
-    if exponent:
-        return Decimal(number + exponent)
-    return Decimal(number) * _SUFFIX[suffix or ""]
 
 
 def controller_uid(obj: Mapping[str, Any]) -> str | None:

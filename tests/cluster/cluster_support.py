@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -84,7 +85,9 @@ def free_port() -> int:
 class Operator:
     """`lambdasink-operator` as a subprocess, as a user (or the chart) runs it."""
 
-    def __init__(self, kubeconfig: str, namespace: str, log_path: Path) -> None:
+    def __init__(
+        self, kubeconfig: str, namespace: str, log_path: Path, extra_args: Sequence[str] = ()
+    ) -> None:
         self.health_port = free_port()
         self.metrics_port = free_port()
         args = [
@@ -97,6 +100,7 @@ class Operator:
             f"http://127.0.0.1:{self.health_port}/healthz",
             "--metrics-port",
             str(self.metrics_port),
+            *extra_args,
         ]
         env = {
             **os.environ,

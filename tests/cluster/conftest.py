@@ -8,7 +8,7 @@ own operator process (`lambdasink-operator --namespace <ns> --standalone`).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +60,12 @@ def start_operator(
 ) -> Iterator[Callable[..., Operator]]:
     started: list[Operator] = []
 
-    def start(kubeconfig: str | None = None) -> Operator:
+    def start(kubeconfig: str | None = None, extra_args: Sequence[str] = ()) -> Operator:
         op = Operator(
-            kubeconfig or cluster.kubeconfig, namespace, tmp_path / f"operator-{len(started)}.log"
+            kubeconfig or cluster.kubeconfig,
+            namespace,
+            tmp_path / f"operator-{len(started)}.log",
+            extra_args,
         )
         started.append(op)
         return op

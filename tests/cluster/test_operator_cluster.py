@@ -411,6 +411,35 @@ def test_missing_secret_is_reported_then_picked_up(
     assert template_hash(deployment(cluster, namespace)) != before
 
 
+def test_secret_selector_narrows_the_watch_and_unlabelled_secrets_still_resolve(
+    cluster: Cluster, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """--secret-selector: the API server sends only matching Secrets. An unlabelled referenced
+    Secret is read by name (the sink resolves); once labelled, its rotation rolls the workers."""
+    selector = "lambdasink.dev/watched=true"
+    start_operator(extra_args=["--secret-selector", selector])
+    create_sample(cluster, namespace)  # examples/aws-credentials-secret.yaml has no such label
+    wait_condition(cluster, namespace, "SecretsResolved", status="True")
+    first = template_hash(wait_for("the Deployment", lambda: deployment(cluster, namespace)))
+
+    cluster.kubectl("label", "secret", "lambdasink-aws", "-n", namespace, selector)
+    rotated = base64.b64encode(b"rotated-under-selector").decode()
+    cluster.kubectl(
+        "patch",
+        "secret",
+        "lambdasink-aws",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"data": {"secretAccessKey": rotated}}),
+    )
+    wait_for(
+        "a hash change after the labelled Secret rotated",
+        when(lambda: template_hash(deployment(cluster, namespace)), lambda h: h != first),
+    )
+
+
 def test_invalid_spec_leaves_the_running_deployment_alone(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:

@@ -25,8 +25,7 @@ from tests.stack import Stack
 from lambdasink_runtime import pulsar_compat
 from lambdasink_runtime.config import PulsarConfig, SinkConfig
 from lambdasink_runtime.consumer import PulsarSource
-from lambdasink_runtime.pipeline import Rejected
-from lambdasink_runtime.record import Record
+from lambdasink_runtime.record import Record, Rejected
 from lambdasink_runtime.schemas import SchemaRegistry
 from lambdasink_runtime.serializer import Serializer
 

@@ -10,6 +10,13 @@ import pytest
 from lambdasink_operator import __main__ as cli
 from lambdasink_operator import handlers, metrics
 
+RESOURCES = {
+    "deployments": kopf.Resource("apps", "v1", "deployments", kind="Deployment"),
+    "pods": kopf.Resource("", "v1", "pods", kind="Pod"),
+    "secrets": kopf.Resource("", "v1", "secrets", kind="Secret"),
+    "lambdasinks": kopf.Resource("lambdasink.dev", "v1alpha1", "lambdasinks", kind="LambdaSink"),
+}
+
 
 def test_namespaces_are_repeatable_and_exclusive_with_all_namespaces() -> None:
     args = cli.parse_args(["--namespace", "a", "-n", "b", "--log-level", "debug"])
@@ -37,6 +44,25 @@ def test_kopf_settings_keep_the_api_footprint_small() -> None:
     assert settings.scanning.disabled  # no CRD / namespace list+watch (see RBAC.md)
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
     assert isinstance(settings.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
+    # only our Deployments and pods are sent by the API server; every Secret unless narrowed
+    selectors = settings.watching.label_selectors
+    managed = ["app.kubernetes.io/managed-by=lambdasink-operator"]
+    assert selectors.collect(RESOURCES["deployments"]) == managed
+    assert selectors.collect(RESOURCES["pods"]) == managed
+    assert selectors.collect(RESOURCES["secrets"]) == []
+    assert selectors.collect(RESOURCES["lambdasinks"]) == []
+    narrowed = kopf.OperatorSettings()
+    handlers.configure(narrowed, secret_selector="lambdasink.dev/secret=true")
+    assert narrowed.watching.label_selectors.collect(RESOURCES["secrets"]) == [
+        "lambdasink.dev/secret=true"
+    ]
+
+
+def test_secret_selector_from_flag_or_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cli.parse_args(["-n", "a"]).secret_selector == ""
+    monkeypatch.setenv("LAMBDASINK_OPERATOR_SECRET_SELECTOR", "team=a")
+    assert cli.parse_args(["-n", "a"]).secret_selector == "team=a"
+    assert cli.parse_args(["-n", "a", "--secret-selector", "x=y"]).secret_selector == "x=y"
 
 
 def test_no_handler_needs_a_finalizer() -> None:
@@ -48,7 +74,8 @@ def test_no_handler_needs_a_finalizer() -> None:
 
 
 def test_metrics_endpoint_serves_prometheus_text() -> None:
-    metrics.inc("lambdasink_operator_reconciles_total", "ok")
+    metrics.RECONCILES.labels("ok").inc()
+    metrics.DEPLOYMENT_APPLIES.inc()
     server = metrics.serve(0, host="127.0.0.1")
     try:
         port = server.server_address[1]
@@ -56,6 +83,8 @@ def test_metrics_endpoint_serves_prometheus_text() -> None:
             text = response.read().decode()
         assert "# TYPE lambdasink_operator_reconciles_total counter" in text
         assert 'lambdasink_operator_reconciles_total{result="ok"}' in text
+        assert "# TYPE lambdasink_operator_deployment_applies_total counter" in text
+        assert "_created" not in text
     finally:
         server.shutdown()
         server.server_close()

@@ -98,10 +98,10 @@ operator/lambdasink_operator/RBAC.md. Used by the per-namespace Roles and, in cl
 the ClusterRole.
 */}}
 {{- define "lambda-sink.operatorRules" -}}
-# The LambdaSinks: kopf watches them and keeps its progress annotations; the operator re-reads them.
+# The LambdaSinks: kopf watches and indexes them and keeps its progress annotations.
 - apiGroups: ["lambdasink.dev"]
   resources: ["lambdasinks"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 # Conditions, observedGeneration, replicas and selector (merge patch of the status subresource).
 - apiGroups: ["lambdasink.dev"]
   resources: ["lambdasinks/status"]
@@ -111,16 +111,17 @@ the ClusterRole.
 - apiGroups: ["lambdasink.dev"]
   resources: ["lambdasinks/finalizers"]
   verbs: ["update"]
-# The worker Deployments: server-side apply creates and repairs them; drift is watched. Never
-# deleted by the operator: the garbage collector follows their ownerReferences.
+# The worker Deployments: indexed (only ours, by label), read by name when not indexed, created
+# and repaired by server-side apply. Never deleted: the garbage collector follows ownerReferences.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# Worker pods: crashes and termination messages (WorkerFailing condition).
+# Worker pods (only ours, by label): crashes and termination messages (WorkerFailing condition).
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
-# Secrets a LambdaSink refers to: existence, validation, and a hash that rolls the workers.
+# Secrets: indexed as a digest per key (never a value); get by name only for the credential
+# plugin's parameter and, with --secret-selector, a referenced Secret outside the selector.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]

@@ -5,11 +5,15 @@ someone else), its pods (a failing worker's termination message), and referenced
 (rotation rolls the workers; a late Secret clears `SecretNotFound`). Indexes keep what a pass
 reads (sinks, our Deployments, worker pod summaries, Secret key digests), so a pod event costs
 no API read. No delete handler, timer or daemon is registered, so kopf adds no finalizer: the
-Deployment goes by garbage collection; a sink's DELETED event only drops its lock.
+Deployment goes by garbage collection; a sink's DELETED event only drops its lock. The workers'
+/status (failure-policy outcomes, circuit breaker) is read by one background task started at
+start-up, for the same reason.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Mapping
@@ -17,11 +21,14 @@ from typing import Any
 
 import kopf
 
-from . import manifests, observed, spec
+from . import manifests, observed, spec, worker_probe
 from .kube import Kube, KubeError
 from .reconcile import DEFAULT_RUNTIME_IMAGE, Reconciler
 
 ENV_RUNTIME_IMAGE = "LAMBDASINK_RUNTIME_IMAGE"
+#: Seconds between reads of the workers' /status (0: never); default DEFAULT_WORKER_STATUS_S.
+ENV_WORKER_STATUS_INTERVAL = "LAMBDASINK_OPERATOR_WORKER_STATUS_INTERVAL"
+DEFAULT_WORKER_STATUS_S = 15.0
 SINKS = (spec.GROUP, spec.VERSION, spec.PLURAL)
 DEPLOYMENTS = ("apps", "v1", "deployments")
 PODS = ("v1", "pods")
@@ -31,6 +38,7 @@ MANAGED_SELECTOR = f"{manifests.LABEL_MANAGED_BY}={manifests.OPERATOR}"
 RETRY_DELAY_S = 10
 
 Key = tuple[str | None, str]
+log = logging.getLogger("lambdasink.operator")
 
 
 def configure(settings: kopf.OperatorSettings, *, secret_selector: str = "") -> None:
@@ -60,6 +68,42 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     configure(settings, secret_selector=getattr(memo, "secret_selector", "") or "")
     image = getattr(memo, "runtime_image", None) or os.environ.get(ENV_RUNTIME_IMAGE, "")
     memo.reconciler = Reconciler(Kube(), runtime_image=image or DEFAULT_RUNTIME_IMAGE)
+    memo.view = None
+    interval = float(os.environ.get(ENV_WORKER_STATUS_INTERVAL, "") or DEFAULT_WORKER_STATUS_S)
+    if interval > 0:
+        # A task, not a kopf timer: timers need a finalizer on every sink (see module doc).
+        memo.worker_status_task = asyncio.get_running_loop().create_task(
+            poll_workers(memo, interval)
+        )
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: Any, **_: Any) -> None:
+    task: asyncio.Task[None] | None = getattr(memo, "worker_status_task", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def poll_workers(memo: Any, interval: float) -> None:
+    """Every `interval` s, read each sink's worker /status into its Delivering / DeadLettering
+    conditions. Uses the live indexes the handlers last saw (`memo.view`)."""
+    while True:
+        await asyncio.sleep(interval)
+        current: observed.View | None = memo.view
+        if current is None:
+            continue
+        reconciler: Reconciler = memo.reconciler
+        for namespace, name in [k for k in list(current.sinks) if k[0]]:
+            pods = current.worker_pods(str(namespace), name)
+            if not pods:
+                continue
+            try:
+                reports = await worker_probe.read_all(pods)
+                await reconciler.report_workers(str(namespace), name, reports, current)
+            except KubeError as exc:
+                log.warning("worker status of %s/%s not written: %s", namespace, name, exc)
 
 
 # ---------------------------------------------------------------------- indexes
@@ -100,14 +144,17 @@ def secret_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) ->
 
 
 def view(memo: Any, kwargs: Mapping[str, Any]) -> observed.View:
-    """The indexes kopf passes to every handler, as the reconciler reads them."""
-    return observed.View(
+    """The indexes kopf passes to every handler, as the reconciler reads them (kept in `memo`
+    for the worker-status poll: the indexes are live, so the last one stays current)."""
+    current = observed.View(
         sinks=kwargs["sink_index"],
         deployments=kwargs["deployment_index"],
         pods=kwargs["pod_index"],
         secrets=kwargs["secret_index"],
         secrets_complete=not getattr(memo, "secret_selector", ""),
     )
+    memo.view = current
+    return current
 
 
 # ---------------------------------------------------------------------- handlers

@@ -44,7 +44,8 @@ def secret_digests(data: Mapping[str, Any] | None) -> dict[str, KeyDigest]:
 
 
 def pod_summary(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the conditions read from a worker pod: its name, deletion, container states."""
+    """What the conditions read from a worker pod: its name, deletion, container states, and
+    its IP (the operator reads the worker's /status there)."""
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
     return {
@@ -52,7 +53,10 @@ def pod_summary(body: Mapping[str, Any]) -> dict[str, Any]:
             "name": meta.get("name"),
             "deletionTimestamp": meta.get("deletionTimestamp"),
         },
-        "status": {"containerStatuses": copy.deepcopy(status.get("containerStatuses") or [])},
+        "status": {
+            "containerStatuses": copy.deepcopy(status.get("containerStatuses") or []),
+            "podIP": status.get("podIP"),
+        },
     }
 
 

@@ -16,15 +16,16 @@ import base64
 import binascii
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lambdasink_runtime import config as runtime_config
 
-from . import conditions, drift, manifests, metrics, spec
+from . import conditions, drift, manifests, metrics, spec, worker_status
 from .kube import KubeError
 from .observed import KeyDigest, View, secret_digests
+from .worker_status import WorkerReport
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,40 @@ class Reconciler:
             log.warning("could not report the failure on %s: %s", meta["name"], again)
             return
         state.status = {**last, "conditions": merged}
+
+    async def report_workers(
+        self, namespace: str, name: str, reports: Sequence[WorkerReport], view: View
+    ) -> bool:
+        """Fold the workers' /status into Delivering / DeadLettering and `status.failures`;
+        patch only on a change. One Warning Event when either turns bad. True if patched."""
+        current = view.sink(namespace, name)
+        if current is None:
+            return False
+        state = self._state(namespace, name, _uid(current))
+        async with state.lock:
+            body = view.sink(namespace, name) or current
+            generation = body["metadata"].get("generation")
+            last = self._last_status(body, state)
+            old = last.get("conditions") or []
+            updates, failures = worker_status.fold(reports, last.get("failures"), generation)
+            merged = conditions.merge(old, updates, self.clock())
+            if merged == old and failures == last.get("failures"):
+                return False
+            await self.kube.patch_sink_status(
+                namespace, name, {"conditions": merged, "failures": failures}
+            )
+            state.status = {**last, "conditions": merged, "failures": failures}
+            for cond in updates:
+                before = conditions.find(old, cond["type"])
+                bad = (cond["type"], cond["status"]) in (
+                    (worker_status.DELIVERING, conditions.FALSE),
+                    (worker_status.DEAD_LETTERING, conditions.TRUE),
+                )
+                if bad and (before is None or before.get("status") != cond["status"]):
+                    self.kube.post_event(
+                        body, type_="Warning", reason=cond["reason"], message=cond["message"]
+                    )
+            return True
 
     # ------------------------------------------------------------------ what the pass reads
 

@@ -85,9 +85,16 @@ def config_hash(plan: WorkerPlan, secret_digests: Mapping[SecretKey, str | None]
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+POD_NAME_ENV = "LAMBDASINK_POD_NAME"
+
+
 def _container(spec: Mapping[str, Any], plan: WorkerPlan, image: str) -> dict[str, Any]:
     pod = spec.get("pod") or {}
-    env: list[dict[str, Any]] = [{"name": CONFIG_ENV, "value": plan.config_json()}]
+    env: list[dict[str, Any]] = [
+        {"name": CONFIG_ENV, "value": plan.config_json()},
+        # The worker names itself in /status, so the operator knows who answered at the pod IP.
+        {"name": POD_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
     env += [
         {
             "name": item.env,

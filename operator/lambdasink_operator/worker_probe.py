@@ -41,6 +41,8 @@ async def read_one(session: aiohttp.ClientSession, pod: Mapping[str, Any]) -> Wo
         return WorkerReport(name, error="not JSON")
     if not isinstance(doc, dict):
         return WorkerReport(name, error="not a JSON object")
+    if doc.get("pod") and doc["pod"] != name:  # a pod IP reused, or a shared host (dev)
+        return WorkerReport(name, error=f"pod {doc['pod']!r} answered at {ip}:{HTTP_PORT}")
     return WorkerReport(name, status=doc)
 
 

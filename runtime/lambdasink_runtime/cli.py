@@ -41,6 +41,8 @@ EXIT_OTHER = 1
 EXIT_CONFIG = 2
 EXIT_FUNCTION_CHECK = 3
 ENV_TERMINATION_LOG = "LAMBDASINK_TERMINATION_LOG"
+#: Set by the operator (downward API); /status names the pod with it.
+ENV_POD_NAME = "LAMBDASINK_POD_NAME"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 #: /healthz fails when the receive loop has not turned for this long.
 STUCK_AFTER_S = 30.0
@@ -351,7 +353,11 @@ class _State:
     def status(self) -> dict[str, object]:
         p = self.pipeline
         ready, reason = self.ready()
-        out: dict[str, object] = {"ready": ready, "reason": reason}
+        out: dict[str, object] = {
+            "pod": os.environ.get(ENV_POD_NAME, ""),
+            "ready": ready,
+            "reason": reason,
+        }
         if p is not None:
             out.update(p.status())
         return out

@@ -278,3 +278,74 @@ def test_operator_runs_with_the_charts_service_account(product: Product) -> None
         check=False,
     )
     assert can.stdout.strip() == "no"
+
+
+def _condition(product: Product, namespace: str, name: str, type_: str) -> JSON:
+    for cond in demo.sink_status(product.stack, namespace, name).get("conditions") or []:
+        if cond.get("type") == type_:
+            return dict(cond)
+    return {}
+
+
+def test_dead_lettering_shows_in_the_sinks_conditions(product: Product, namespace: str) -> None:
+    """The failing handler raises for every record; the policy dead-letters each after one
+    attempt, and the operator, reading the worker's /status, says so on the LambdaSink."""
+    st = product.stack
+    topic = demo.topic_url(namespace, "poison")
+    manifest = demo.sink_manifest(
+        st, name="poison", namespace=namespace, topics=[topic], function="failing"
+    )
+    manifest["spec"]["input"]["deadLetterTopic"] = demo.topic_url(namespace, "poison-dlq")
+    manifest["spec"]["failurePolicy"] = {"maxAttempts": 1, "onExhausted": "deadLetter"}
+    st.apply(manifest)
+    demo.wait_sink_ready(st, namespace, "poison")
+    produce_numbered(product, topic, range(3), burst=False)
+
+    def dead_lettering() -> JSON | None:
+        cond = _condition(product, namespace, "poison", "DeadLettering")
+        return cond if cond.get("status") == "True" else None
+
+    cond = wait_for("DeadLettering=True", dead_lettering, 120)
+    assert cond["reason"] == "RecordsDeadLettered"
+    assert "function_error: 3" in cond["message"], cond
+    status = demo.sink_status(st, namespace, "poison")
+    assert status["failures"]["deadLettered"] == {"function_error": 3}
+    assert _condition(product, namespace, "poison", "Delivering")["status"] == "True"
+
+
+def test_open_circuit_breaker_shows_in_the_sinks_conditions(
+    product: Product, namespace: str, lambda_functions: Any, lambda_faults: Any
+) -> None:
+    st = product.stack
+    function = lambda_functions.create("recorder.handler", prefix="e2e-cb")
+    # Injected: the emulator cannot fail every call on demand (the function is "down").
+    lambda_faults.inject(function, "server_error", count=-1, status=503)
+    topic = demo.topic_url(namespace, "breaker")
+    manifest = demo.sink_manifest(
+        st,
+        name="breaker",
+        namespace=namespace,
+        topics=[topic],
+        function=function,
+        sink_config={"batchMaxSize": 1, "invokeMaxRetries": 0},
+    )
+    manifest["spec"]["failurePolicy"] = {
+        "circuitBreaker": {"minimumCalls": 3, "probeIntervalInitialMs": 500},
+    }
+    st.apply(manifest)
+    produce_numbered(product, topic, range(10), burst=False)
+
+    def breaker_open() -> JSON | None:
+        cond = _condition(product, namespace, "breaker", "Delivering")
+        return cond if cond.get("reason") == "CircuitBreakerOpen" else None
+
+    cond = wait_for("Delivering=False (CircuitBreakerOpen)", breaker_open, 120)
+    assert cond["status"] == "False" and "circuit breaker" in cond["message"], cond
+    lambda_faults.clear(function)
+
+    def delivering() -> JSON | None:
+        cond = _condition(product, namespace, "breaker", "Delivering")
+        return cond if cond.get("status") == "True" else None
+
+    wait_for("Delivering=True once the function answers", delivering, 120)
+    demo.wait_sink_ready(st, namespace, "breaker")

@@ -52,7 +52,7 @@ def test_reports_become_conditions_and_events_once() -> None:
 
 class _Worker(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = json.dumps(closed(deadLettered={"too_old": 1})).encode()
+        body = json.dumps(closed(pod="up", deadLettered={"too_old": 1})).encode()
         self.send_response(200 if self.path == "/status" else 404)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -68,6 +68,7 @@ def test_probe_reads_status_and_reports_unreachable_workers(monkeypatch: Any) ->
     monkeypatch.setattr(worker_probe, "HTTP_PORT", server.server_address[1])
     pods = [
         {"metadata": {"name": "up"}, "status": {"podIP": "127.0.0.1"}},
+        {"metadata": {"name": "other"}, "status": {"podIP": "127.0.0.1"}},
         {"metadata": {"name": "pending"}, "status": {}},
         {"metadata": {"name": "gone", "deletionTimestamp": "x"}, "status": {"podIP": "1.2.3.4"}},
     ]
@@ -76,6 +77,7 @@ def test_probe_reads_status_and_reports_unreachable_workers(monkeypatch: Any) ->
     finally:
         server.shutdown()
         server.server_close()
-    assert [r.pod for r in reports] == ["up", "pending"]
+    assert [r.pod for r in reports] == ["up", "other", "pending"]
     assert reports[0].status is not None and reports[0].status["deadLettered"] == {"too_old": 1}
-    assert reports[1].error == "no pod IP yet"
+    assert reports[1].status is None and "pod 'up' answered" in reports[1].error
+    assert reports[2].error == "no pod IP yet"

@@ -318,6 +318,32 @@ class ContainerRunner:
         return st
 
 
+#: Host ports handed to pods (port -> pod uid): two pods never get the same one, even before
+#: either has bound it.
+_RESERVED: dict[int, str] = {}
+_RESERVED_LOCK = threading.Lock()
+
+
+def reserve_port(declared: int, uid: str) -> int:
+    """The declared port when no other pod holds it and it is free (so `status.podIP:port`
+    reaches a single replica, as the operator's worker-status read expects), else a private
+    one."""
+    with _RESERVED_LOCK:
+        preferred: int | None = declared if declared not in _RESERVED else None
+        while True:
+            port = free_port(preferred, host=POD_IP)
+            if port not in _RESERVED:
+                _RESERVED[port] = uid
+                return port
+            preferred = None
+
+
+def release_ports(uid: str) -> None:
+    with _RESERVED_LOCK:
+        for port in [p for p, owner in _RESERVED.items() if owner == uid]:
+            del _RESERVED[port]
+
+
 class PodWorker(threading.Thread):
     """Owns one pod from binding to deletion."""
 
@@ -340,7 +366,7 @@ class PodWorker(threading.Thread):
         self.containers: list[ContainerRunner] = []
         for i, c in enumerate(pod["spec"].get("containers", [])):
             log_name = f"{self.key}.log" if i == 0 else f"{self.key}.{c['name']}.log"
-            ports, named = self._map_ports(c)
+            ports, named = self._map_ports(c, self.uid)
             self.containers.append(
                 ContainerRunner(
                     pod_key=f"{self.ns}/{self.pod_name}",
@@ -368,7 +394,7 @@ class PodWorker(threading.Thread):
     # -- setup ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _map_ports(c: JSON) -> tuple[dict[int, int], dict[str, int]]:
+    def _map_ports(c: JSON, uid: str) -> tuple[dict[int, int], dict[str, int]]:
         """A private host port for every declared port and every numeric probe port."""
         wanted: list[int] = []
         named: dict[str, int] = {}
@@ -382,9 +408,7 @@ class PodWorker(threading.Thread):
                 port = (probe.get(key) or {}).get("port")
                 if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
                     wanted.append(int(port))
-        # The declared port when it is free (so `status.podIP:port` reaches the only replica,
-        # as the operator's worker-status poll expects), else a private one.
-        return {p: free_port(p, host=POD_IP) for p in dict.fromkeys(wanted)}, named
+        return {p: reserve_port(p, uid) for p in dict.fromkeys(wanted)}, named
 
     def _lookup(self, kind: str, ns: str, name: str) -> dict[str, str] | None:
         path = f"/api/v1/namespaces/{ns}/{kind}/{name}"
@@ -561,6 +585,8 @@ class PodWorker(threading.Thread):
         except Exception:
             LOG.exception("%s: worker crashed", self.key)
             self._stop_all(2.0)
+        finally:
+            release_ports(self.uid)
 
     def _loop(self) -> None:
         restart_policy = self.pod["spec"].get("restartPolicy", "Always")

@@ -68,33 +68,31 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     configure(settings, secret_selector=getattr(memo, "secret_selector", "") or "")
     image = getattr(memo, "runtime_image", None) or os.environ.get(ENV_RUNTIME_IMAGE, "")
     memo.reconciler = Reconciler(Kube(), runtime_image=image or DEFAULT_RUNTIME_IMAGE)
-    memo.view = None
+    # Resource handlers get shallow copies of this memo: a shared holder carries the live view
+    # they see to the worker-status task, which the first of them starts (see `view`).
     interval = float(os.environ.get(ENV_WORKER_STATUS_INTERVAL, "") or DEFAULT_WORKER_STATUS_S)
-    if interval > 0:
-        # A task, not a kopf timer: timers need a finalizer on every sink (see module doc).
-        memo.worker_status_task = asyncio.get_running_loop().create_task(
-            poll_workers(memo, interval)
-        )
+    memo.live = {"view": None, "task": None, "interval": interval}
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
-    task: asyncio.Task[None] | None = getattr(memo, "worker_status_task", None)
+    live = getattr(memo, "live", None) or {}
+    task: asyncio.Task[None] | None = live.get("task")
     if task is not None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
 
-async def poll_workers(memo: Any, interval: float) -> None:
+async def poll_workers(live: dict[str, Any], reconciler: Reconciler, interval: float) -> None:
     """Every `interval` s, read each sink's worker /status into its Delivering / DeadLettering
-    conditions. Uses the live indexes the handlers last saw (`memo.view`)."""
+    conditions, from the live indexes the handlers last saw. A failure for one sink is logged
+    and the loop goes on."""
     while True:
         await asyncio.sleep(interval)
-        current: observed.View | None = memo.view
+        current: observed.View | None = live["view"]
         if current is None:
             continue
-        reconciler: Reconciler = memo.reconciler
         for namespace, name in [k for k in list(current.sinks) if k[0]]:
             pods = current.worker_pods(str(namespace), name)
             if not pods:
@@ -104,6 +102,8 @@ async def poll_workers(memo: Any, interval: float) -> None:
                 await reconciler.report_workers(str(namespace), name, reports, current)
             except KubeError as exc:
                 log.warning("worker status of %s/%s not written: %s", namespace, name, exc)
+            except Exception:
+                log.exception("worker status of %s/%s failed", namespace, name)
 
 
 # ---------------------------------------------------------------------- indexes
@@ -144,8 +144,8 @@ def secret_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) ->
 
 
 def view(memo: Any, kwargs: Mapping[str, Any]) -> observed.View:
-    """The indexes kopf passes to every handler, as the reconciler reads them (kept in `memo`
-    for the worker-status poll: the indexes are live, so the last one stays current)."""
+    """The indexes kopf passes to every handler, as the reconciler reads them (kept in
+    `memo.live` for the worker-status task: the indexes are live, so the last stays current)."""
     current = observed.View(
         sinks=kwargs["sink_index"],
         deployments=kwargs["deployment_index"],
@@ -153,7 +153,16 @@ def view(memo: Any, kwargs: Mapping[str, Any]) -> observed.View:
         secrets=kwargs["secret_index"],
         secrets_complete=not getattr(memo, "secret_selector", ""),
     )
-    memo.view = current
+    live = getattr(memo, "live", None)
+    if live is not None:
+        live["view"] = current
+        if live["task"] is None and live["interval"] > 0:
+            # Started from a resource handler, not at start-up: the task inherits the handler's
+            # context, which kopf's Event posting needs. A task, not a kopf timer: timers need
+            # a finalizer on every sink (see the module doc).
+            live["task"] = asyncio.get_running_loop().create_task(
+                poll_workers(live, memo.reconciler, live["interval"])
+            )
     return current
 
 

@@ -280,6 +280,15 @@ def test_operator_runs_with_the_charts_service_account(product: Product) -> None
     assert can.stdout.strip() == "no"
 
 
+def _worker_port_free() -> bool:
+    """The node agent runs pods on this host: a worker gets the declared port 8081 (where the
+    operator reads /status at the pod IP) only once the previous test's workers let it go."""
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", 8081)) != 0
+
+
 def _condition(product: Product, namespace: str, name: str, type_: str) -> JSON:
     for cond in demo.sink_status(product.stack, namespace, name).get("conditions") or []:
         if cond.get("type") == type_:
@@ -290,6 +299,7 @@ def _condition(product: Product, namespace: str, name: str, type_: str) -> JSON:
 def test_dead_lettering_shows_in_the_sinks_conditions(product: Product, namespace: str) -> None:
     """The failing handler raises for every record; the policy dead-letters each after one
     attempt, and the operator, reading the worker's /status, says so on the LambdaSink."""
+    wait_for("port 8081 free of earlier workers", _worker_port_free, 120)
     st = product.stack
     topic = demo.topic_url(namespace, "poison")
     manifest = demo.sink_manifest(
@@ -316,6 +326,7 @@ def test_dead_lettering_shows_in_the_sinks_conditions(product: Product, namespac
 def test_open_circuit_breaker_shows_in_the_sinks_conditions(
     product: Product, namespace: str, lambda_functions: Any, lambda_faults: Any
 ) -> None:
+    wait_for("port 8081 free of earlier workers", _worker_port_free, 120)
     st = product.stack
     function = lambda_functions.create("recorder.handler", prefix="e2e-cb")
     # Injected: the emulator cannot fail every call on demand (the function is "down").

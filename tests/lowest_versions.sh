@@ -13,7 +13,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
-CHECKED=${CHECKED:-"pulsar-client boto3 fastavro kopf kubernetes"}
+CHECKED=${CHECKED:-"pulsar-client boto3 fastavro kopf kubernetes prometheus-client"}
 TESTS=${TESTS:-tests/unit}
 
 venv=${KEEP_VENV:-}

@@ -240,16 +240,16 @@ class Invoker:
             while True:
                 try:
                     resp = await loop.run_in_executor(self._pool, self.invoke_once, payload)
-                    self.metrics.invocations.inc(1, "success")
+                    self.metrics.invocations.labels("success").inc()
                     return resp
                 except InvokeError as err:
                     reason = failure_reason(err)
                     final = not err.retriable or err.code == "FunctionError"
                     if final or attempt >= self.max_retries:
-                        self.metrics.invocations.inc(1, reason)
+                        self.metrics.invocations.labels(reason).inc()
                         raise
                     delay = self.backoff(attempt, err)
-                    self.metrics.invoke_retries.inc(1, reason)
+                    self.metrics.invoke_retries.labels(reason).inc()
                     log.debug("invoke retry %d in %.3fs: %s", attempt + 1, delay, err)
                     attempt += 1
                     await self._sleep(delay)

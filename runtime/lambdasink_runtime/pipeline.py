@@ -296,6 +296,8 @@ class Pipeline:
                     log.warning("receive failed, retrying in 1s: %s", exc)
                     await self._wait_progress(1.0)
                     continue
+                if items:
+                    self.metrics.messages_received.inc(len(items))  # once a batch: bench.metrics_ab
                 for item in items:
                     self._accept(item)
                 self._close_due()
@@ -325,7 +327,6 @@ class Pipeline:
             await asyncio.wait_for(self._progress.wait(), timeout)
 
     def _accept(self, item: Record | Rejected) -> None:
-        self.metrics.messages_received.inc()
         if isinstance(item, Rejected):
             # Mostly a schema lookup that may work later (registry down): redelivered.
             log.warning("message %s rejected: %s; nacked", item.record.message_id, item.error)
@@ -455,7 +456,7 @@ class Pipeline:
                         continue
                     if not failure.counts:
                         self.breaker.record(False, failure.reason, probe=probe)
-                        self.metrics.record_failures.inc(len(current), failure.reason)
+                        self.metrics.record_failures.labels(failure.reason).inc(len(current))
                         service_failures += 1
                         log.warning(
                             "invocation of %d records failed (%s): %s; retrying, not counted "
@@ -558,7 +559,7 @@ class Pipeline:
         stopping."""
         if failed is None:
             return True
-        self.metrics.record_failures.inc(len(failed), failure.reason)
+        self.metrics.record_failures.labels(failure.reason).inc(len(failed))
         counts: dict[str, Attempts] = {}
         # A record Lambda refuses as too large alone can never succeed: out of attempts at once.
         floor = self.policy.max_attempts if failure.reason == "too_large" else 0
@@ -656,10 +657,10 @@ class Pipeline:
             if policy == "deadLetter":
                 if not await self._dead_letter(record, seen):
                     return False
-                self.metrics.records_dead_lettered.inc(1, seen.last.reason)
+                self.metrics.records_dead_lettered.labels(seen.last.reason).inc()
                 where = "dead-lettered"
             else:
-                self.metrics.records_dropped.inc(1, seen.last.reason)
+                self.metrics.records_dropped.labels(seen.last.reason).inc()
                 where = "dropped by policy"
             log.warning(
                 "message %s on %s %s after %d attempts (%s: %s)",
@@ -682,7 +683,7 @@ class Pipeline:
         if self.policy.on_exhausted == "block":
             self._nack(record, failure.reason)
             return
-        self.metrics.record_failures.inc(1, failure.reason)
+        self.metrics.record_failures.labels(failure.reason).inc()
         seen = Attempts(0, failure)
         task = asyncio.get_running_loop().create_task(self._give_up_task(record, seen))
         self._side_tasks.add(task)
@@ -768,7 +769,7 @@ class Pipeline:
 
     def _breaker_changed(self, state: State, reason: str) -> None:
         self.metrics.breaker_open.set(0 if state == "closed" else 1)
-        self.metrics.breaker_transitions.inc(1, state)
+        self.metrics.breaker_transitions.labels(state).inc()
         before, self._breaker_state = self._breaker_state, state
         if state == "open" and before == "closed":
             log.error("circuit breaker open, not receiving: %s", reason)
@@ -801,7 +802,7 @@ class Pipeline:
 
     def _nack(self, record: Record, reason: str) -> None:
         self.source.nack(record)
-        self.metrics.messages_nacked.inc(1, reason)
+        self.metrics.messages_nacked.labels(reason).inc()
 
     def status(self) -> dict[str, object]:
         """What the operator shows: breaker state and where given-up records went."""

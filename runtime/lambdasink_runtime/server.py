@@ -1,8 +1,9 @@
 """The worker's HTTP port: /healthz (liveness), /readyz (readiness), /metrics (Prometheus) and
 /status (JSON for the operator: breaker state, where given-up records went).
 
-Stdlib only, on its own thread, so probes answer even while the event loop is busy; the checks
-are callables that read plain attributes and never block.
+A stdlib HTTP server (prometheus_client only renders /metrics) on its own thread, so probes
+answer even while the event loop is busy; the checks are callables that read plain attributes
+and never block.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .metrics import CONTENT_TYPE, Metrics
+from prometheus_client.exposition import choose_encoder
+
+from .metrics import Metrics
 
 log = logging.getLogger("lambdasink.server")
 
@@ -29,7 +32,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            self._reply(200, self.server.metrics.render(), CONTENT_TYPE)
+            # prometheus_client's own negotiation (as its MetricsHandler, the operator's):
+            # text 0.0.4 unless the scraper asks for OpenMetrics or text 1.0.0.
+            encode, ctype = choose_encoder(self.headers.get("Accept", ""))
+            self._send(200, encode(self.server.metrics.registry), ctype)
         elif path == "/healthz":
             self._probe(self.server.healthy)
         elif path == "/readyz":
@@ -51,7 +57,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200 if ok else 503, f"{'ok' if ok else 'not ok'}: {reason}\n")
 
     def _reply(self, status: int, body: str, ctype: str = "text/plain; charset=utf-8") -> None:
-        data = body.encode("utf-8")
+        self._send(status, body.encode("utf-8"), ctype)
+
+    def _send(self, status: int, data: bytes, ctype: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))

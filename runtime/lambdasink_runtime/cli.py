@@ -19,11 +19,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from string import Template
 from typing import TYPE_CHECKING
 
 from . import credentials
 from .attempts import AttemptStore
 from .config import load_config
+from .config_help import failure_help, sink_help
 from .consumer import PulsarSource
 from .deadletter import DeadLetterProducer
 from .errors import ConfigError, FunctionCheckError, LambdaSinkError
@@ -49,7 +51,8 @@ STUCK_AFTER_S = 30.0
 
 log = logging.getLogger("lambdasink")
 
-EPILOG = """\
+#: The sink and failurePolicy lines come from the property declarations (config_help).
+EPILOG = Template("""\
 configuration file (YAML or JSON; or the whole document in env LAMBDASINK_CONFIG):
 
   pulsar:                       the consumer side
@@ -70,12 +73,7 @@ configuration file (YAML or JSON; or the whole document in env LAMBDASINK_CONFIG
     tlsTrustCertsFile, tlsAllowInsecureConnection, tlsHostnameVerification
 
   sink:                         the reference connector's --sink-config object
-    awsRegion, lambdaFunctionName (required); awsEndpoint; awsAccessKey, awsSecretKey;
-    awsCredentialPluginName, awsCredentialPluginParam; synchronousInvocation (true);
-    payloadFormat (V1 | V2); metadataFields; batchMaxSize (10); batchMaxBytesSize (262144);
-    batchMaxTimeMs (5000); extensions: awsAssumeRoleArn, awsAssumeRoleSessionName,
-    awsAssumeRoleExternalId, maxInFlight (4), invokeMaxRetries (5), invokeBackoffInitialMs (200),
-    invokeBackoffMaxMs (20000), invokeTimeoutMs (60000)
+${sink}
 
   runtime:                      the worker process
     httpHost (0.0.0.0), httpPort (8081; env LAMBDASINK_HTTP_PORT overrides),
@@ -85,19 +83,14 @@ secrets may come from the environment instead of the file: LAMBDASINK_AWS_ACCESS
 LAMBDASINK_AWS_SECRET_KEY, LAMBDASINK_AWS_CREDENTIAL_PLUGIN_PARAM, LAMBDASINK_PULSAR_TOKEN.
 
   failurePolicy:                what happens to a record whose invocations fail (our own)
-    maxAttempts (maxRedeliverCount + 1, else 3), onExhausted (deadLetter when a DLQ is
-    configured, else block | drop), maxRecordAgeMs (0: none), retryBackoffInitialMs (1000),
-    retryBackoffMaxMs (30000), reportBatchItemFailures (false), bisectOnFunctionError (false),
-    attemptsTopic (<namespace>/<subscription>-lambdasink-attempts),
-    circuitBreaker: {enabled (true), failureRatio (0.5), minimumCalls (10), windowMs (30000),
-                     probeIntervalInitialMs (1000), probeIntervalMaxMs (60000)}
+${failure}
 
 HTTP: /healthz (alive, loop not stuck), /readyz (subscribed and function checked; not while
 draining or while the circuit breaker is open), /metrics (Prometheus text format), /status
 (JSON: breaker state, records dead-lettered/dropped by reason, dead-letter write errors).
 
 exit codes: 0 clean shutdown, 1 other error, 2 configuration error, 3 function check failed.
-"""
+""").substitute(sink=sink_help(), failure=failure_help())
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

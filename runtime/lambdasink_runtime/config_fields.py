@@ -18,6 +18,7 @@ from .errors import ConfigError
 JsonType = Literal["string", "boolean", "integer", "number"]
 
 _UNSET: Any = object()
+_NBSP = "\u00a0"  # textwrap breaks only at ASCII whitespace
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +103,11 @@ class Prop:
         if self.required:
             return "required"
         if self.choices:
-            return " | ".join(self.choices)
+            return " | ".join(self.choices) + f"; default {self.default}"
         if isinstance(self.default, bool):
             return "true" if self.default else "false"
         if isinstance(self.default, tuple):
-            return ""
+            return ",".join(self.default)
         if isinstance(self.default, float):
             return f"{self.default:g}"
         return "" if self.default in ("", None) else str(self.default)
@@ -128,14 +129,15 @@ def help_items(props: Iterable[Prop]) -> list[str]:
     return [f"{p.key} ({p.help_default})" if p.help_default else p.key for p in props]
 
 
-def help_block(items: Iterable[str], indent: int, width: int = 99) -> str:
-    """The items comma-separated and wrapped at `indent` columns, for the CLI epilog."""
+def help_block(items: Iterable[str], indent: int, width: int = 96) -> str:
+    """The items comma-separated and wrapped at `indent` columns, never inside an item."""
     pad = " " * indent
+    glued = (item.replace(" ", _NBSP) for item in items)
     return textwrap.fill(
-        ", ".join(items),
+        ", ".join(glued),
         width=width,
         initial_indent=pad,
         subsequent_indent=pad,
         break_on_hyphens=False,
         break_long_words=False,
-    )
+    ).replace(_NBSP, " ")

@@ -1,0 +1,29 @@
+"""The sink and failurePolicy parts of the CLI help, written from the property declarations so
+the defaults the help shows are the ones the parser applies."""
+
+from __future__ import annotations
+
+from .config_failure import BREAKER_PROPS, CIRCUIT_BREAKER_KEY, FAILURE_PROPS
+from .config_fields import help_block, help_items
+from .config_sink import SINK_PROPS
+
+_INDENT = 4
+
+
+def sink_help() -> str:
+    """The reference's properties, then our extensions, each with its default."""
+    reference = help_items(p for p in SINK_PROPS if not p.extension)
+    extensions = help_items(p for p in SINK_PROPS if p.extension)
+    return help_block([*reference, "extensions: " + extensions[0], *extensions[1:]], _INDENT)
+
+
+def failure_help() -> str:
+    """failurePolicy's properties, then circuitBreaker's inside braces."""
+    breaker = help_items(BREAKER_PROPS)
+    items = [
+        *help_items(FAILURE_PROPS),
+        f"{CIRCUIT_BREAKER_KEY}: {{{breaker[0]}",
+        *breaker[1:-1],
+        breaker[-1] + "}",
+    ]
+    return help_block(items, _INDENT)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from . import credentials
 from .attempts import AttemptStore
 from .config import load_config
-from .config_help import failure_help, sink_help
+from .config_help import failure_help, runtime_help, sink_help
 from .consumer import PulsarSource
 from .deadletter import DeadLetterProducer
 from .errors import ConfigError, FunctionCheckError, LambdaSinkError
@@ -51,7 +51,7 @@ STUCK_AFTER_S = 30.0
 
 log = logging.getLogger("lambdasink")
 
-#: The sink and failurePolicy lines come from the property declarations (config_help).
+#: The sink, runtime and failurePolicy lines come from the property declarations (config_help).
 EPILOG = Template("""\
 configuration file (YAML or JSON; or the whole document in env LAMBDASINK_CONFIG):
 
@@ -76,8 +76,7 @@ configuration file (YAML or JSON; or the whole document in env LAMBDASINK_CONFIG
 ${sink}
 
   runtime:                      the worker process
-    httpHost (0.0.0.0), httpPort (8081; env LAMBDASINK_HTTP_PORT overrides),
-    logLevel (INFO), drainTimeoutSeconds (30)
+${runtime}
 
 secrets may come from the environment instead of the file: LAMBDASINK_AWS_ACCESS_KEY,
 LAMBDASINK_AWS_SECRET_KEY, LAMBDASINK_AWS_CREDENTIAL_PLUGIN_PARAM, LAMBDASINK_PULSAR_TOKEN.
@@ -90,7 +89,7 @@ draining or while the circuit breaker is open), /metrics (Prometheus text format
 (JSON: breaker state, records dead-lettered/dropped by reason, dead-letter write errors).
 
 exit codes: 0 clean shutdown, 1 other error, 2 configuration error, 3 function check failed.
-""").substitute(sink=sink_help(), failure=failure_help())
+""").substitute(sink=sink_help(), runtime=runtime_help(), failure=failure_help())
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

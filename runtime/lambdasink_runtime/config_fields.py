@@ -28,7 +28,8 @@ class Prop:
     `required` (non-empty) is what an empty value is told is allowed; `env` names a variable
     read when the value is left empty (secrets); `parse` replaces the type's coercion for
     values the reference gives in a special form; `default_doc` describes a default computed
-    from other settings (then `default` is only the fallback's placeholder).
+    from other settings (then `default` is only the fallback's placeholder); `help_note` is
+    added to the default in the CLI help.
     """
 
     key: str
@@ -47,6 +48,7 @@ class Prop:
     bound_note: str = ""
     empty_is_default: bool = False
     default_doc: str = ""
+    help_note: str = ""
     extension: bool = False
 
     def convert(self, name: str, value: object) -> Any:
@@ -97,7 +99,11 @@ class Prop:
 
     @property
     def help_default(self) -> str:
-        """The default as the CLI help shows it; '' when there is nothing useful to show."""
+        """The default as the CLI help shows it, with `help_note`; '' when there is nothing."""
+        shown = self._shown_default()
+        return "; ".join(part for part in (shown, self.help_note) if part)
+
+    def _shown_default(self) -> str:
         if self.default_doc:
             return self.default_doc
         if self.required:

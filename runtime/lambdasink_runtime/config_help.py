@@ -1,10 +1,11 @@
-"""The sink and failurePolicy parts of the CLI help, written from the property declarations so
-the defaults the help shows are the ones the parser applies."""
+"""The sink, runtime and failurePolicy parts of the CLI help, written from the property
+declarations so the defaults the help shows are the ones the parser applies."""
 
 from __future__ import annotations
 
 from .config_failure import BREAKER_PROPS, CIRCUIT_BREAKER_KEY, FAILURE_PROPS
 from .config_fields import help_block, help_items
+from .config_server import RUNTIME_PROPS
 from .config_sink import SINK_PROPS
 
 _INDENT = 4
@@ -27,3 +28,8 @@ def failure_help() -> str:
         breaker[-1] + "}",
     ]
     return help_block(items, _INDENT)
+
+
+def runtime_help() -> str:
+    """The worker process's properties, each with its default."""
+    return help_block(help_items(RUNTIME_PROPS), _INDENT)

@@ -13,10 +13,12 @@ import yaml
 from lambdasink_runtime.config import (
     CircuitBreakerConfig,
     FailurePolicyConfig,
+    ServerConfig,
     SinkConfig,
 )
 from lambdasink_runtime.config_failure import BREAKER_PROPS, CIRCUIT_BREAKER_KEY, FAILURE_PROPS
 from lambdasink_runtime.config_fields import Prop
+from lambdasink_runtime.config_server import RUNTIME, RUNTIME_PROPS
 from lambdasink_runtime.config_sink import SINK_ALIASES, SINK_PROPS
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "deploy/crds/lambdasink.dev_lambdasinks.yaml"
@@ -118,7 +120,18 @@ def test_crd_defaults_cover_every_declared_constant_default(spec_schema: dict[st
     assert "0 (default)" in description
 
 
-@pytest.mark.parametrize(("path", "props", "model", "nested"), SECTIONS, ids=IDS)
+def test_crd_log_level_is_the_runtime_log_level(spec_schema: dict[str, Any]) -> None:
+    """spec.logLevel becomes runtime.logLevel; the CRD states the same choices and default."""
+    node = spec_schema["properties"]["logLevel"]
+    prop = RUNTIME["logLevel"]
+    assert (node["enum"], node["default"]) == (list(prop.choices), prop.default)
+
+
+@pytest.mark.parametrize(
+    ("path", "props", "model", "nested"),
+    [*SECTIONS, ("runtime", RUNTIME_PROPS, ServerConfig, ())],
+    ids=[*IDS, "runtime"],
+)
 def test_dataclass_fields_and_defaults_come_from_the_declarations(
     path: str, props: tuple[Prop, ...], model: type[Any], nested: tuple[str, ...]
 ) -> None:

@@ -1,4 +1,4 @@
-"""The CLI help's sink and failurePolicy lines show the defaults the parser applies."""
+"""The CLI help's sink, runtime and failurePolicy lines show the defaults the parser applies."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from lambdasink_runtime.cli import EPILOG
 from lambdasink_runtime.config import RuntimeConfig
 from lambdasink_runtime.config_failure import BREAKER_PROPS, FAILURE_PROPS
 from lambdasink_runtime.config_fields import Prop
+from lambdasink_runtime.config_server import RUNTIME_PROPS
 from lambdasink_runtime.config_sink import SINK_PROPS
 
 DOC = {
@@ -34,6 +35,7 @@ def applied() -> list[tuple[Prop, object]]:
     cfg = RuntimeConfig.from_mapping(DOC)
     return [
         *((p, getattr(cfg.sink, p.attr)) for p in SINK_PROPS),
+        *((p, getattr(cfg.runtime, p.attr)) for p in RUNTIME_PROPS),
         *((p, getattr(cfg.failure, p.attr)) for p in FAILURE_PROPS),
         *((p, getattr(cfg.failure.circuit_breaker, p.attr)) for p in BREAKER_PROPS),
     ]
@@ -49,6 +51,8 @@ def test_help_names_each_property_with_the_applied_default(prop: Prop, value: ob
     elif value in ("", None):
         assert re.search(rf"\b{prop.key}\b(?! \()", HELP), prop.key
     elif prop.choices:
-        assert f"{prop.key} ({' | '.join(prop.choices)}; default {shown(value)})" in HELP
+        assert f"{prop.key} ({' | '.join(prop.choices)}; default {shown(value)}" in HELP
     else:
-        assert f"{prop.key} ({shown(value)})" in HELP
+        assert f"{prop.key} ({shown(value)}" in HELP
+    if prop.help_note:
+        assert f"; {prop.help_note})" in HELP

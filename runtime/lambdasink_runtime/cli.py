@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from . import credentials
 from .attempts import AttemptStore
 from .config import load_config
-from .config_help import failure_help, runtime_help, sink_help
+from .config_help import failure_help, pulsar_help, runtime_help, sink_help, tls_help
 from .consumer import PulsarSource
 from .deadletter import DeadLetterProducer
 from .errors import ConfigError, FunctionCheckError, LambdaSinkError
@@ -51,26 +51,18 @@ STUCK_AFTER_S = 30.0
 
 log = logging.getLogger("lambdasink")
 
-#: The sink, runtime and failurePolicy lines come from the property declarations (config_help).
+#: Every property line but the structured ones (topics, authentication) is written from the
+#: property declarations (config_help).
 EPILOG = Template("""\
 configuration file (YAML or JSON; or the whole document in env LAMBDASINK_CONFIG):
 
   pulsar:                       the consumer side
-    serviceUrl                  pulsar:// or pulsar+ssl:// URL (default pulsar://localhost:6650)
-    adminUrl                    admin REST URL for schema lookups (default http://localhost:8080)
     topics | inputs             list (or comma-separated) of topics; or:
     topicsPattern               a regex of topics (exactly one of topics / topicsPattern)
-    subscriptionName            default lambda-sink
-    subscriptionType            Shared (default) | Failover | Key_Shared | Exclusive
-    subscriptionInitialPosition Latest (default) | Earliest
-    maxRedeliverCount           > 0: failurePolicy.maxAttempts defaults to it + 1 (default 0)
-    deadLetterTopic             where failurePolicy sends given-up records
-                                (default <topic>-<subscription>-DLQ)
-    negativeAckRedeliveryDelayMs  default 60000
-    receiverQueueSize           default 1000
+${pulsar}
     authentication              {token: {file|env|value}} | {oauth2: {issuerUrl, privateKey,
                                 audience, scope}} | {tls: {certFile, keyFile}}
-    tlsTrustCertsFile, tlsAllowInsecureConnection, tlsHostnameVerification
+${tls}
 
   sink:                         the reference connector's --sink-config object
 ${sink}
@@ -89,7 +81,13 @@ draining or while the circuit breaker is open), /metrics (Prometheus text format
 (JSON: breaker state, records dead-lettered/dropped by reason, dead-letter write errors).
 
 exit codes: 0 clean shutdown, 1 other error, 2 configuration error, 3 function check failed.
-""").substitute(sink=sink_help(), runtime=runtime_help(), failure=failure_help())
+""").substitute(
+    pulsar=pulsar_help(),
+    tls=tls_help(),
+    sink=sink_help(),
+    runtime=runtime_help(),
+    failure=failure_help(),
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

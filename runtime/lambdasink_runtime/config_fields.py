@@ -106,7 +106,7 @@ class Prop:
     def _shown_default(self) -> str:
         if self.default_doc:
             return self.default_doc
-        if self.required:
+        if self.required and self.default in ("", None):
             return "required"
         if self.choices:
             return " | ".join(self.choices) + f"; default {self.default}"
@@ -147,3 +147,30 @@ def help_block(items: Iterable[str], indent: int, width: int = 96) -> str:
         break_on_hyphens=False,
         break_long_words=False,
     ).replace(_NBSP, " ")
+
+
+def help_columns(props: Iterable[Prop], indent: int = 4, column: int = 32, width: int = 99) -> str:
+    """One `key  description (default ...)` line per property, descriptions in a column."""
+    lines = []
+    for p in props:
+        if p.choices:
+            text = f"{p.description}: " + " | ".join(
+                f"{c}{_NBSP}(default)" if c == p.default else c for c in p.choices
+            )
+        else:
+            shown = p.help_default
+            glued = f"(default {shown})".replace(" ", _NBSP)
+            text = f"{p.description} {glued}" if shown else p.description
+        head = " " * indent + p.key
+        head = head.ljust(column) if len(head) < column else head + "  "
+        lines.append(
+            textwrap.fill(
+                text,
+                width=width,
+                initial_indent=head,
+                subsequent_indent=" " * column,
+                break_on_hyphens=False,
+                break_long_words=False,
+            ).replace(_NBSP, " ")
+        )
+    return "\n".join(lines)

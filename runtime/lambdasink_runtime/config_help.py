@@ -1,10 +1,11 @@
-"""The sink, runtime and failurePolicy parts of the CLI help, written from the property
+"""The pulsar, sink, runtime and failurePolicy parts of the CLI help, written from the property
 declarations so the defaults the help shows are the ones the parser applies."""
 
 from __future__ import annotations
 
 from .config_failure import BREAKER_PROPS, CIRCUIT_BREAKER_KEY, FAILURE_PROPS
-from .config_fields import help_block, help_items
+from .config_fields import help_block, help_columns, help_items
+from .config_pulsar import PULSAR_PROPS, TLS_PROPS
 from .config_server import RUNTIME_PROPS
 from .config_sink import SINK_PROPS
 
@@ -33,3 +34,13 @@ def failure_help() -> str:
 def runtime_help() -> str:
     """The worker process's properties, each with its default."""
     return help_block(help_items(RUNTIME_PROPS), _INDENT)
+
+
+def pulsar_help() -> str:
+    """The pulsar section's scalar properties, one per line with what it does."""
+    return help_columns(PULSAR_PROPS)
+
+
+def tls_help() -> str:
+    """The pulsar section's transport settings, one per line."""
+    return help_columns(TLS_PROPS)

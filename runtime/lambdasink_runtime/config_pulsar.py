@@ -1,4 +1,8 @@
-"""The `pulsar` section: where and how the worker consumes, and how it authenticates."""
+"""The `pulsar` section: where and how the worker consumes, and how it authenticates.
+
+`PULSAR_PROPS` and `TLS_PROPS` declare its scalar properties once (defaults, bounds, help);
+topics, topicsPattern and authentication have a structure of their own and are read here.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,18 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-from .config_values import Reader, as_choice, as_mapping, check_keys, is_absent, split_list
+from .config_fields import Prop, by_key
+from .config_values import (
+    INT32_MAX,
+    Reader,
+    as_mapping,
+    as_str,
+    check_keys,
+    is_absent,
+    split_list,
+)
 from .errors import ConfigError
 
 ENV_PULSAR_TOKEN = "LAMBDASINK_PULSAR_TOKEN"  # noqa: S105 - a variable name
@@ -33,6 +46,129 @@ def _secret(default: str = "") -> Any:
     return field(default=default, repr=False, metadata={"sensitive": True})
 
 
+def _service_url(name: str, value: object) -> str:
+    url = as_str(name, value).strip()
+    if not re.match(r"^pulsar(\+ssl)?://", url):
+        raise ConfigError(name, url, "a pulsar:// or pulsar+ssl:// URL")
+    return url
+
+
+def _admin_url(name: str, value: object) -> str:
+    url = as_str(name, value).strip().rstrip("/")
+    if not re.match(r"^https?://", url):
+        raise ConfigError(name, url, "an http:// or https:// URL")
+    return url
+
+
+PULSAR_PROPS: tuple[Prop, ...] = (
+    Prop(
+        "serviceUrl",
+        "service_url",
+        "string",
+        "pulsar://localhost:6650",
+        "pulsar:// or pulsar+ssl:// URL",
+        parse=_service_url,
+    ),
+    Prop(
+        "adminUrl",
+        "admin_url",
+        "string",
+        "http://localhost:8080",
+        "admin REST URL for schema lookups",
+        parse=_admin_url,
+    ),
+    Prop(
+        "subscriptionName",
+        "subscription_name",
+        "string",
+        "lambda-sink",
+        "the subscription",
+        required="a non-empty name",
+    ),
+    Prop(
+        "subscriptionType",
+        "subscription_type",
+        "string",
+        "Shared",
+        "how consumers share the subscription",
+        choices=("Shared", "Failover", "Key_Shared", "Exclusive"),
+    ),
+    Prop(
+        "subscriptionInitialPosition",
+        "initial_position",
+        "string",
+        "Latest",
+        "where a new subscription starts",
+        choices=("Earliest", "Latest"),
+    ),
+    Prop(
+        "maxRedeliverCount",
+        "max_redeliver_count",
+        "integer",
+        0,
+        "> 0: failurePolicy.maxAttempts defaults to it + 1",
+        0,
+        INT32_MAX,
+    ),
+    Prop(
+        "deadLetterTopic",
+        "dead_letter_topic",
+        "string",
+        None,
+        "where failurePolicy sends given-up records",
+        empty_is_default=True,
+        default_doc="<topic>-<subscription>-DLQ",
+    ),
+    Prop(
+        "negativeAckRedeliveryDelayMs",
+        "negative_ack_redelivery_delay_ms",
+        "integer",
+        60000,
+        "delay before a negatively acknowledged message comes again (ms)",
+        0,
+        INT32_MAX,
+    ),
+    Prop(
+        "receiverQueueSize",
+        "receiver_queue_size",
+        "integer",
+        1000,
+        "messages prefetched by the consumer",
+        1,
+        INT32_MAX,
+    ),
+)
+PULSAR = by_key(PULSAR_PROPS)
+
+#: Transport settings of the `pulsar` section, kept on `PulsarAuth`.
+TLS_PROPS: tuple[Prop, ...] = (
+    Prop(
+        "tlsTrustCertsFile",
+        "trust_certs_file",
+        "string",
+        "",
+        "CA certificates (PEM) that verify the broker",
+    ),
+    Prop(
+        "tlsAllowInsecureConnection",
+        "allow_insecure_connection",
+        "boolean",
+        False,
+        "accept a broker certificate that does not verify",
+    ),
+    Prop(
+        "tlsHostnameVerification",
+        "hostname_verification",
+        "boolean",
+        False,
+        "check the broker's host name against its certificate",
+    ),
+)
+TLS = by_key(TLS_PROPS)
+#: Keys of the section that are not scalar properties.
+STRUCTURE_KEYS = ("topics", "inputs", "topicsPattern", "authentication")
+
+
 @dataclass(frozen=True, slots=True)
 class PulsarAuth:
     """How the consumer authenticates to Pulsar, and the TLS transport settings.
@@ -52,9 +188,9 @@ class PulsarAuth:
     private_key: str = ""
     cert_file: str = ""
     key_file: str = ""
-    trust_certs_file: str = ""
-    allow_insecure_connection: bool = False
-    hostname_verification: bool = False
+    trust_certs_file: str = TLS["tlsTrustCertsFile"].default
+    allow_insecure_connection: bool = TLS["tlsAllowInsecureConnection"].default
+    hostname_verification: bool = TLS["tlsHostnameVerification"].default
 
     def read_token(self) -> str:
         """The current token (re-reading `token_file`); '' when the kind is not token."""
@@ -77,10 +213,7 @@ def _parse_auth(
     section: str, auth_doc: object, pulsar: Reader, env: Mapping[str, str]
 ) -> PulsarAuth:
     return replace(
-        _parse_auth_kind(section, auth_doc, env),
-        trust_certs_file=pulsar.text("tlsTrustCertsFile").strip(),
-        allow_insecure_connection=pulsar.flag("tlsAllowInsecureConnection", False),
-        hostname_verification=pulsar.flag("tlsHostnameVerification", False),
+        _parse_auth_kind(section, auth_doc, env), **{p.attr: p.read(pulsar) for p in TLS_PROPS}
     )
 
 
@@ -152,26 +285,6 @@ def _parse_auth_kind(section: str, auth_doc: object, env: Mapping[str, str]) -> 
     return PulsarAuth(kind="tls", cert_file=cert, key_file=keyf)
 
 
-_PULSAR_KEYS = (
-    "serviceUrl",
-    "adminUrl",
-    "topics",
-    "inputs",
-    "topicsPattern",
-    "subscriptionName",
-    "subscriptionType",
-    "subscriptionInitialPosition",
-    "deadLetterTopic",
-    "maxRedeliverCount",
-    "negativeAckRedeliveryDelayMs",
-    "receiverQueueSize",
-    "authentication",
-    "tlsTrustCertsFile",
-    "tlsAllowInsecureConnection",
-    "tlsHostnameVerification",
-)
-
-
 def _parse_topics(name: str, value: object) -> tuple[str, ...]:
     allowed = "a non-empty list of topic names (or a comma-separated string)"
     out: list[str] = []
@@ -189,17 +302,17 @@ def _parse_topics(name: str, value: object) -> tuple[str, ...]:
 class PulsarConfig:
     """Where and how the worker consumes."""
 
-    service_url: str = "pulsar://localhost:6650"
-    admin_url: str = "http://localhost:8080"
+    service_url: str = PULSAR["serviceUrl"].default
+    admin_url: str = PULSAR["adminUrl"].default
     topics: tuple[str, ...] = ()
     topics_pattern: str | None = None
-    subscription_name: str = "lambda-sink"
-    subscription_type: SubscriptionType = "Shared"
-    initial_position: InitialPosition = "Latest"
-    dead_letter_topic: str | None = None
-    max_redeliver_count: int = 0
-    negative_ack_redelivery_delay_ms: int = 60000
-    receiver_queue_size: int = 1000
+    subscription_name: str = PULSAR["subscriptionName"].default
+    subscription_type: SubscriptionType = PULSAR["subscriptionType"].default
+    initial_position: InitialPosition = PULSAR["subscriptionInitialPosition"].default
+    dead_letter_topic: str | None = PULSAR["deadLetterTopic"].default
+    max_redeliver_count: int = PULSAR["maxRedeliverCount"].default
+    negative_ack_redelivery_delay_ms: int = PULSAR["negativeAckRedeliveryDelayMs"].default
+    receiver_queue_size: int = PULSAR["receiverQueueSize"].default
     auth: PulsarAuth = field(default_factory=PulsarAuth)
 
     @property
@@ -226,7 +339,7 @@ class PulsarConfig:
     ) -> PulsarConfig:
         section = "pulsar"
         doc = as_mapping(section, doc)
-        check_keys(section, doc, _PULSAR_KEYS)
+        check_keys(section, doc, [*PULSAR, *TLS, *STRUCTURE_KEYS])
         r = Reader(section, doc)
         env = env or {}
         if doc.get("topics") is not None and doc.get("inputs") is not None:
@@ -246,42 +359,9 @@ class PulsarConfig:
                 re.compile(pattern.split("/")[-1])
             except re.error:
                 raise ConfigError(r.name("topicsPattern"), pattern, "a valid regex") from None
-        subscription = r.text("subscriptionName", "lambda-sink").strip()
-        if not subscription:
-            raise ConfigError(r.name("subscriptionName"), subscription, "a non-empty name")
-        max_redeliver = r.integer("maxRedeliverCount", 0, 0)
-        dlq = r.opt_str("deadLetterTopic")
-        service_url = r.text("serviceUrl", "pulsar://localhost:6650").strip()
-        if not re.match(r"^pulsar(\+ssl)?://", service_url):
-            raise ConfigError(r.name("serviceUrl"), service_url, "a pulsar:// or pulsar+ssl:// URL")
-        admin_url = r.text("adminUrl", "http://localhost:8080").strip().rstrip("/")
-        if not re.match(r"^https?://", admin_url):
-            raise ConfigError(r.name("adminUrl"), admin_url, "an http:// or https:// URL")
         return cls(
-            service_url=service_url,
-            admin_url=admin_url,
             topics=topics,
             topics_pattern=pattern,
-            subscription_name=subscription,
-            subscription_type=cast(
-                SubscriptionType,
-                r.get(
-                    "subscriptionType",
-                    lambda n, v: as_choice(n, v, ("Shared", "Failover", "Key_Shared", "Exclusive")),
-                    "Shared",
-                ),
-            ),
-            initial_position=cast(
-                InitialPosition,
-                r.get(
-                    "subscriptionInitialPosition",
-                    lambda n, v: as_choice(n, v, ("Earliest", "Latest")),
-                    "Latest",
-                ),
-            ),
-            dead_letter_topic=dlq,
-            max_redeliver_count=max_redeliver,
-            negative_ack_redelivery_delay_ms=r.integer("negativeAckRedeliveryDelayMs", 60000, 0),
-            receiver_queue_size=r.integer("receiverQueueSize", 1000, 1),
             auth=_parse_auth(r.name("authentication"), doc.get("authentication"), r, env),
+            **{p.attr: p.read(r) for p in PULSAR_PROPS},
         )

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import MISSING, fields
+from typing import Any
+
 import pytest
 
-from lambdasink_runtime.config import RuntimeConfig, SinkConfig
+from lambdasink_runtime.config import (
+    CircuitBreakerConfig,
+    FailurePolicyConfig,
+    PulsarAuth,
+    PulsarConfig,
+    RuntimeConfig,
+    ServerConfig,
+    SinkConfig,
+)
+from lambdasink_runtime.config_failure import BREAKER_PROPS, FAILURE_PROPS
 from lambdasink_runtime.config_fields import Prop
+from lambdasink_runtime.config_pulsar import PULSAR_PROPS, TLS_PROPS
+from lambdasink_runtime.config_server import RUNTIME_PROPS
+from lambdasink_runtime.config_sink import SINK_PROPS
 from lambdasink_runtime.config_values import Reader
 from lambdasink_runtime.errors import ConfigError
 
@@ -121,3 +136,36 @@ def test_runtime_http_port_from_env_uses_the_declared_bounds() -> None:
         "LAMBDASINK_HTTP_PORT",
         "an integer from 0 to 65535",
     )
+
+
+#: Each model, its declared properties, and its fields that have a structure of their own.
+MODELS: list[tuple[type[Any], tuple[Prop, ...], set[str]]] = [
+    (SinkConfig, SINK_PROPS, set()),
+    (PulsarConfig, PULSAR_PROPS, {"topics", "topics_pattern", "auth"}),
+    (
+        PulsarAuth,
+        TLS_PROPS,
+        {"kind", "token", "token_file", "issuer_url", "audience", "scope", "private_key"}
+        | {"cert_file", "key_file"},
+    ),
+    (ServerConfig, RUNTIME_PROPS, set()),
+    (FailurePolicyConfig, FAILURE_PROPS, {"circuit_breaker"}),
+    (CircuitBreakerConfig, BREAKER_PROPS, set()),
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "props", "structured"), MODELS, ids=[m.__name__ for m, *_ in MODELS]
+)
+def test_dataclass_fields_and_defaults_come_from_the_declarations(
+    model: type[Any], props: tuple[Prop, ...], structured: set[str]
+) -> None:
+    by_attr = {p.attr: p for p in props}
+    model_fields = {f.name: f for f in fields(model)}
+    assert set(model_fields) == set(by_attr) | structured, "one declaration per field"
+    assert len(by_attr) == len(props), "one field per declaration"
+    for attr, prop in by_attr.items():
+        f = model_fields[attr]
+        if f.default is not MISSING:
+            assert f.default == prop.default, attr
+        assert bool(f.metadata.get("sensitive")) == prop.sensitive, attr

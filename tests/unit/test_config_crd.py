@@ -13,6 +13,7 @@ import yaml
 from lambdasink_runtime.config import CircuitBreakerConfig, FailurePolicyConfig, SinkConfig
 from lambdasink_runtime.config_failure import BREAKER_PROPS, CIRCUIT_BREAKER_KEY, FAILURE_PROPS
 from lambdasink_runtime.config_fields import Prop
+from lambdasink_runtime.config_pulsar import PULSAR, STRUCTURE_KEYS
 from lambdasink_runtime.config_server import RUNTIME
 from lambdasink_runtime.config_sink import SINK_ALIASES, SINK_PROPS
 
@@ -120,6 +121,21 @@ def test_crd_log_level_is_the_runtime_log_level(spec_schema: dict[str, Any]) -> 
     node = spec_schema["properties"]["logLevel"]
     prop = RUNTIME["logLevel"]
     assert (node["enum"], node["default"]) == (list(prop.choices), prop.default)
+
+
+def test_crd_input_properties_are_the_declared_pulsar_ones(spec_schema: dict[str, Any]) -> None:
+    """spec.input's keys pass to the pulsar section unchanged, so they must agree with it."""
+    crd = crd_node(spec_schema, "input")["properties"]
+    assert set(crd) <= set(PULSAR) | set(STRUCTURE_KEYS)
+    for key in set(crd) & set(PULSAR):
+        node, prop = crd[key], PULSAR[key]
+        assert node["type"] == prop.type, key
+        assert node.get("enum", []) == list(prop.choices), key
+        if "default" in node:
+            assert node["default"] == prop.default, key
+        if prop.type == "integer":
+            assert (node["minimum"], node["maximum"]) == (prop.minimum, prop.maximum), key
+        assert str(node.get("description", "")).strip(), key
 
 
 def test_sink_aliases_name_declared_properties() -> None:

@@ -19,11 +19,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from string import Template
 from typing import TYPE_CHECKING
 
 from . import credentials
 from .attempts import AttemptStore
 from .config import load_config
+from .config_help import failure_help, pulsar_help, runtime_help, sink_help, tls_help
 from .consumer import PulsarSource
 from .deadletter import DeadLetterProducer
 from .errors import ConfigError, FunctionCheckError, LambdaSinkError
@@ -49,55 +51,43 @@ STUCK_AFTER_S = 30.0
 
 log = logging.getLogger("lambdasink")
 
-EPILOG = """\
+#: Every property line but the structured ones (topics, authentication) is written from the
+#: property declarations (config_help).
+EPILOG = Template("""\
 configuration file (YAML or JSON; or the whole document in env LAMBDASINK_CONFIG):
 
   pulsar:                       the consumer side
-    serviceUrl                  pulsar:// or pulsar+ssl:// URL (default pulsar://localhost:6650)
-    adminUrl                    admin REST URL for schema lookups (default http://localhost:8080)
     topics | inputs             list (or comma-separated) of topics; or:
     topicsPattern               a regex of topics (exactly one of topics / topicsPattern)
-    subscriptionName            default lambda-sink
-    subscriptionType            Shared (default) | Failover | Key_Shared | Exclusive
-    subscriptionInitialPosition Latest (default) | Earliest
-    maxRedeliverCount           > 0: failurePolicy.maxAttempts defaults to it + 1 (default 0)
-    deadLetterTopic             where failurePolicy sends given-up records
-                                (default <topic>-<subscription>-DLQ)
-    negativeAckRedeliveryDelayMs  default 60000
-    receiverQueueSize           default 1000
+${pulsar}
     authentication              {token: {file|env|value}} | {oauth2: {issuerUrl, privateKey,
                                 audience, scope}} | {tls: {certFile, keyFile}}
-    tlsTrustCertsFile, tlsAllowInsecureConnection, tlsHostnameVerification
+${tls}
 
   sink:                         the reference connector's --sink-config object
-    awsRegion, lambdaFunctionName (required); awsEndpoint; awsAccessKey, awsSecretKey;
-    awsCredentialPluginName, awsCredentialPluginParam; synchronousInvocation (true);
-    payloadFormat (V1 | V2); metadataFields; batchMaxSize (10); batchMaxBytesSize (262144);
-    batchMaxTimeMs (5000); extensions: awsAssumeRoleArn, awsAssumeRoleSessionName,
-    awsAssumeRoleExternalId, maxInFlight (4), invokeMaxRetries (5), invokeBackoffInitialMs (200),
-    invokeBackoffMaxMs (20000), invokeTimeoutMs (60000)
+${sink}
 
   runtime:                      the worker process
-    httpHost (0.0.0.0), httpPort (8081; env LAMBDASINK_HTTP_PORT overrides),
-    logLevel (INFO), drainTimeoutSeconds (30)
+${runtime}
 
 secrets may come from the environment instead of the file: LAMBDASINK_AWS_ACCESS_KEY,
 LAMBDASINK_AWS_SECRET_KEY, LAMBDASINK_AWS_CREDENTIAL_PLUGIN_PARAM, LAMBDASINK_PULSAR_TOKEN.
 
   failurePolicy:                what happens to a record whose invocations fail (our own)
-    maxAttempts (maxRedeliverCount + 1, else 3), onExhausted (deadLetter when a DLQ is
-    configured, else block | drop), maxRecordAgeMs (0: none), retryBackoffInitialMs (1000),
-    retryBackoffMaxMs (30000), reportBatchItemFailures (false), bisectOnFunctionError (false),
-    attemptsTopic (<namespace>/<subscription>-lambdasink-attempts),
-    circuitBreaker: {enabled (true), failureRatio (0.5), minimumCalls (10), windowMs (30000),
-                     probeIntervalInitialMs (1000), probeIntervalMaxMs (60000)}
+${failure}
 
 HTTP: /healthz (alive, loop not stuck), /readyz (subscribed and function checked; not while
 draining or while the circuit breaker is open), /metrics (Prometheus text format), /status
 (JSON: breaker state, records dead-lettered/dropped by reason, dead-letter write errors).
 
 exit codes: 0 clean shutdown, 1 other error, 2 configuration error, 3 function check failed.
-"""
+""").substitute(
+    pulsar=pulsar_help(),
+    tls=tls_help(),
+    sink=sink_help(),
+    runtime=runtime_help(),
+    failure=failure_help(),
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -542,3 +542,39 @@ def test_dead_letter_copy_keeps_the_writer_schema(
         assert json.loads(info["data"]) == json.loads(source["data"])
     assert proc.terminate() == 0
     dlq_consumer.close()
+
+
+def test_bisect_isolates_the_poison_record(
+    stack: Stack, client: Any, runtimes: Runtimes, lambda_functions: LambdaFunctions
+) -> None:
+    rec = selective(lambda_functions)
+    topic, dlq = unique_topic("fp-bisect"), unique_topic("fp-bisect-dlq")
+    dlq_consumer = client.subscribe(dlq, "check", initial_position=pulsar.InitialPosition.Earliest)
+    producer = client.create_producer(topic, batching_enabled=False)
+    values = [(b"poison-5" if i == 5 else f"good-{i}".encode()) for i in range(8)]
+    for v in values:
+        send(producer, topic, v)
+    producer.close()
+    cfg = failure_config(stack, rec.function, topic, dlq, bisectOnFunctionError=True)
+    cfg["sink"].update({"batchMaxSize": 8, "batchMaxTimeMs": 1000})
+    proc = runtimes.start(cfg)
+    [dead] = read_all(dlq_consumer, 1)
+    assert dead.data() == b"poison-5"
+    assert dead.properties()["lambdasink.attempts"] == "3"
+    wait_for(
+        "an empty backlog", lambda: backlog(stack, topic, cfg["pulsar"]["subscriptionName"]) == 0
+    )
+    calls = invocations(rec)
+    print(f"bisect: invocations {[len(c) for c in calls]}")
+    # 8 fail → halves of 4 (the first succeeds) → 2 → 1: splits use no attempts; alone, 3.
+    assert calls[:4] == [values, values[:4], values[4:], values[4:6]]
+    assert calls.count([b"poison-5"]) == 3
+    # Each record rides along in every failing half it is in (as with Lambda's own bisection);
+    # each is acknowledged once, and only the poison record is dead-lettered.
+    seen = times_invoked(rec)
+    assert [seen[v] for v in values] == [2, 2, 2, 2, 4, 6, 3, 3], seen
+    assert nothing_more(dlq_consumer)
+    _, metrics = proc.probe("/metrics")
+    assert "lambdasink_bisects_total 3" in metrics
+    assert proc.terminate() == 0
+    dlq_consumer.close()

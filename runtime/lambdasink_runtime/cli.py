@@ -16,11 +16,12 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from string import Template
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from . import credentials
 from .attempts import AttemptStore
@@ -221,10 +222,11 @@ def run(cfg: RuntimeConfig) -> int:
             invoker.check_function()
             state.function_checked = True
             log.info("function %s is reachable", cfg.sink.lambda_function_name)
-            source = _open_source(cfg)
+            source = _interruptible(lambda: _open_source(cfg))
             # Counts are read before the first record is received, so a record that failed
             # before a restart resumes with its count.
-            store = AttemptStore(source.client, cfg.failure.attempts_topic)
+            client = source.client
+            store = _interruptible(lambda: AttemptStore(client, cfg.failure.attempts_topic))
             source.close_before_client(store.close)
             if cfg.failure.on_exhausted == "deadLetter":
                 dead_letters = DeadLetterProducer(
@@ -280,6 +282,35 @@ class _StartUpInterrupted(BaseException):
 
 def _interrupt_start_up(_signum: int, _frame: object) -> None:
     raise _StartUpInterrupted
+
+
+_T = TypeVar("_T")
+
+
+def _interruptible(call: Callable[[], _T]) -> _T:
+    """Run a blocking client call on a thread while the main thread waits in short joins.
+
+    A Python signal handler runs only when the main thread executes bytecode; the Pulsar
+    client's subscribe can block in C++ for its whole operation timeout (30 s) while it retries
+    a broker that refuses connections, so a SIGTERM during start-up would wait that long. The
+    thread is a daemon: an interrupted start-up ends the process without waiting for it.
+    """
+    result: list[_T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(call())
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread as is
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="start-up", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)
+    if error:
+        raise error[0]
+    return result[0]
 
 
 def _open_source(cfg: RuntimeConfig) -> PulsarSource:

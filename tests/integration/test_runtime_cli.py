@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,11 +149,23 @@ def test_denied_function_exits_3(tmp_path: Path) -> None:
     assert "denied" in res.stderr and "'fn'" in res.stderr
 
 
-def test_sigterm_during_start_up_exits_0(tmp_path: Path) -> None:
-    # Pulsar at 127.0.0.1:1 refuses connections: the client keeps retrying the subscription, so
-    # the process is still starting when the pod would be deleted.
-    with LambdaApi() as api:
+@pytest.mark.parametrize("broker", ["refusing", "silent"])
+def test_sigterm_during_start_up_exits_0(tmp_path: Path, broker: str) -> None:
+    # Pulsar at 127.0.0.1:1 refuses connections; a silent listener accepts and never answers,
+    # which keeps the client's subscribe blocked in C++ for its whole operation timeout (30 s).
+    # Either way the process is still starting when the pod would be deleted, and must exit
+    # promptly (it waits for the subscription on a thread, so the signal handler can run).
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    url = "pulsar://127.0.0.1:1"
+    if broker == "silent":
+        url = f"pulsar://127.0.0.1:{silent.getsockname()[1]}"
+    with LambdaApi() as api, silent:
         path = config(tmp_path, awsEndpoint=api.url)
+        doc = yaml.safe_load(path.read_text())
+        doc["pulsar"]["serviceUrl"] = url
+        path.write_text(yaml.safe_dump(doc))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LAMBDASINK_", "AWS_"))}
         env["LAMBDASINK_TERMINATION_LOG"] = os.devnull
         proc = subprocess.Popen(
@@ -167,10 +181,12 @@ def test_sigterm_during_start_up_exits_0(tmp_path: Path) -> None:
             seen.append(line)
             if "is reachable" in line:
                 break
+        time.sleep(0.5)  # inside the subscribe
         proc.send_signal(signal.SIGTERM)
         try:
-            _, rest = proc.communicate(timeout=20)
+            _, rest = proc.communicate(timeout=10)
         finally:
             proc.kill()
+            proc.wait()
     assert proc.returncode == 0, "".join(seen) + rest
     assert "SIGTERM received during start-up" in rest

@@ -133,20 +133,6 @@ def _subset(batch: Batch[Record], indices: Sequence[int]) -> Batch[Record]:
     return Batch([batch.items[i] for i in indices], [batch.parts[i] for i in indices], batch.array)
 
 
-def _merge(first: Batch[Record], second: Batch[Record] | None) -> Batch[Record]:
-    """Both, in receive order (the records of `second` came after those of `first`)."""
-    if second is None:
-        return first
-    pairs = sorted(
-        [
-            *zip(first.items, first.parts, strict=True),
-            *zip(second.items, second.parts, strict=True),
-        ],
-        key=lambda p: (p[0].topic, p[0].partition, p[0].ledger_id, p[0].entry_id, p[0].batch_index),
-    )
-    return Batch([p[0] for p in pairs], [p[1] for p in pairs], first.array)
-
-
 class Pipeline:
     """Runs until `stop()`, then drains: flush, wait for in-flight invocations, settle, close."""
 
@@ -487,14 +473,14 @@ class Pipeline:
                         failure.reason,
                         err,
                     )
-                    failed: Batch[Record] | None = current
-                    uncounted: Batch[Record] | None = None
+                    retry: Batch[Record] | None = current
+                    counted: set[str] | None = None  # all of them
                 else:
                     self.breaker.record(True, probe=probe)
                     service_failures = 0
-                    failed, uncounted, failure = self._read_reply(current, reply)
+                    retry, counted, failure = self._read_reply(current, reply)
                 current = None
-                if not await self._count_and_retry(work, failed, uncounted, failure):
+                if not await self._count_and_retry(work, retry, counted, failure):
                     break
         except asyncio.CancelledError:
             for rest in (current, *work) if current is not None else work:
@@ -510,12 +496,12 @@ class Pipeline:
 
     def _read_reply(
         self, batch: Batch[Record], reply: Reply
-    ) -> tuple[Batch[Record] | None, Batch[Record] | None, Failure]:
-        """Ack what succeeded; return (failed, retried-but-not-failed) records and why."""
-        ok_failure = Failure("partial_failure", request_id=reply.request_id)
+    ) -> tuple[Batch[Record] | None, set[str] | None, Failure]:
+        """Ack what succeeded; return the records to retry (in order), the keys of those that
+        failed (None: all of them) and why."""
         if not self.policy.report_batch_item_failures:
             self._settle(batch, ok=True)
-            return None, None, ok_failure
+            return None, None, Failure("partial_failure")
         try:
             ids = batch_item_failures(reply.body, [r.message_id for r in batch.items])
         except PartialResponseError as exc:
@@ -524,57 +510,57 @@ class Pipeline:
             return batch, None, Failure("invalid_response", str(exc), request_id=reply.request_id)
         if not ids:
             self._settle(batch, ok=True)
-            return None, None, ok_failure
+            return None, None, Failure("partial_failure")
         self.metrics.partial_failures.inc(len(ids))
-        failed: list[int] = []
-        later: list[int] = []  # ordered: after a failed record of their key, so retried too
+        retried: list[int] = []  # the listed ones and, ordered, later records of their keys
         acked: list[int] = []
         failed_keys: set[Hashable] = set()
         for i, record in enumerate(batch.items):
             if record.message_id in ids:
-                failed.append(i)
+                retried.append(i)
                 failed_keys.add(_ordering_key(record))
             elif self.ordered and _ordering_key(record) in failed_keys:
-                later.append(i)
+                retried.append(i)
             else:
                 acked.append(i)
         if acked:
             self._settle(_subset(batch, acked), ok=True)
         message = "the function listed this record in batchItemFailures"
+        counted = {_key(r) for r in batch.items if r.message_id in ids}
         return (
-            _subset(batch, failed),
-            _subset(batch, later) if later else None,
+            _subset(batch, retried),
+            counted,
             Failure("partial_failure", message, request_id=reply.request_id),
         )
 
     async def _count_and_retry(
         self,
         work: deque[Batch[Record]],
-        failed: Batch[Record] | None,
-        uncounted: Batch[Record] | None,
+        retry: Batch[Record] | None,
+        counted: set[str] | None,
         failure: Failure,
     ) -> bool:
-        """Count one attempt for each failed record (durably), give up on the exhausted, and
-        queue the rest (then `uncounted`) at the front of `work` after a backoff. False when
-        stopping."""
-        if failed is None:
+        """Count one attempt for each failed record of `retry` (durably; `counted` names them,
+        None: all), give up on the exhausted, and queue the rest at the front of `work` after a
+        backoff. False when stopping."""
+        if retry is None:
             return True
+        failed = [r for r in retry.items if counted is None or _key(r) in counted]
         self.metrics.record_failures.labels(failure.reason).inc(len(failed))
-        counts: dict[str, Attempts] = {}
         # A record Lambda refuses as too large alone can never succeed: out of attempts at once.
         floor = self.policy.max_attempts if failure.reason == "too_large" else 0
-        for record in failed.items:
-            key = record_key(record.topic, record.message_id)
+        counts: dict[str, Attempts] = {}
+        for record in failed:
+            key = _key(record)
             before = self.attempts.lookup(key)
             counts[key] = Attempts(max(floor, (before.count if before else 0) + 1), failure)
         if not await self._save(counts):
-            work.appendleft(_merge(failed, uncounted))
+            work.appendleft(retry)
             return False
         limit = self.policy.max_attempts
-        exhausted = [i for i, r in enumerate(failed.items) if counts[_key(r)].count >= limit]
+        exhausted = {key for key, seen in counts.items() if seen.count >= limit}
         if exhausted and self.policy.on_exhausted == "block":
-            for i in exhausted:
-                self._blocked.add(_key(failed.items[i]))
+            self._blocked.update(exhausted)
             self.metrics.records_blocked.set(len(self._blocked))
             log.error(
                 "%d records used their %d attempts; onExhausted is block, retrying: %s",
@@ -582,19 +568,18 @@ class Pipeline:
                 limit,
                 failure.message,
             )
-            exhausted = []
+            exhausted = set()
         if exhausted:
-            gone = _subset(failed, exhausted)
-            if not await self._give_up(gone.items, lambda r: counts[_key(r)]):
-                work.appendleft(_merge(failed, uncounted))
+            gone = [r for r in retry.items if _key(r) in exhausted]
+            if not await self._give_up(gone, lambda r: counts[_key(r)]):
+                work.appendleft(retry)
                 return False
-            keep = [i for i in range(len(failed)) if i not in set(exhausted)]
-            failed = _subset(failed, keep) if keep else None
-        retry = _merge(failed, uncounted) if failed is not None else uncounted
-        if retry is None:
-            return True
+            keep = [i for i, r in enumerate(retry.items) if _key(r) not in exhausted]
+            if not keep:
+                return True
+            retry = _subset(retry, keep)
         work.appendleft(retry)
-        most = max(counts[_key(r)].count for r in retry.items if _key(r) in counts)
+        most = max((counts[_key(r)].count for r in retry.items if _key(r) in counts), default=1)
         return await self._pause(self._backoff_s(most))
 
     async def _screen(self, batch: Batch[Record]) -> Batch[Record] | None:

@@ -160,6 +160,25 @@ def test_partial_response_on_ordered_subscription_retries_later_records_of_the_k
     assert source.acked[0] == 1
 
 
+def test_ordered_partial_response_dead_letters_the_listed_record_then_retries_its_key() -> None:
+    # Record 0 is listed every time; record 2 (same key, later) rides along uncounted until 0
+    # is dead-lettered, then goes alone.
+    async def decide(ids: list[int]) -> bytes:
+        listed = ["1:0:-1:-1"] if 0 in ids else []
+        return json.dumps({"batchItemFailures": [{"itemIdentifier": f} for f in listed]}).encode()
+
+    source = MemorySource([rec(0, key="K"), rec(1, key="J"), rec(2, key="K")])
+    inv = ScriptedInvoke(decide)
+    dlq = MemoryDeadLetters()
+    policy = replace(DLQ, report_batch_item_failures=True, max_attempts=2)
+    p = pipeline(source, inv, records=3, time_s=0.05, policy=policy, dead_letters=dlq, ordered=True)
+    settle(p, source, 3)
+    assert inv.calls == [[0, 1, 2], [0, 2], [2]]
+    assert [(h, a) for h, _, a in dlq.sent] == [(0, 2)]
+    assert sorted(source.acked) == [0, 1, 2] and source.nacked == []
+    assert p.metrics.record_failures.value("partial_failure") == 2
+
+
 @pytest.mark.parametrize(
     "body",
     [

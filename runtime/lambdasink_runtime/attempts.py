@@ -109,12 +109,7 @@ class AttemptStore:
         if self._closed.is_set():
             return
         self._closed.set()
-        forgotten = self._take_forgotten()
-        try:
-            if forgotten:
-                self._producer.send(json.dumps({"forget": forgotten}).encode())
-        except pulsar.PulsarException as exc:
-            log.debug("forget entries not written: %s", exc)
+        self._flush_forgotten()
         self._tail.join(timeout=2)
         for closable in (self._reader, self._producer):
             try:

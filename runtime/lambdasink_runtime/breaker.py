@@ -27,7 +27,7 @@ class CircuitBreaker:
         probe_max_s: float,
         enabled: bool = True,
         clock: Callable[[], float] = time.monotonic,
-        on_change: Callable[[State, str], None] | None = None,
+        on_change: Callable[[State, State, str], None] | None = None,
     ) -> None:
         self.failure_ratio = failure_ratio
         self.minimum_calls = minimum_calls
@@ -104,8 +104,7 @@ class CircuitBreaker:
         self._set("closed", "")
 
     def _set(self, state: State, reason: str) -> None:
-        changed = state != self.state
-        self.state = state
-        self.reason = reason
-        if changed and self._on_change is not None:
-            self._on_change(state, reason)
+        """Enter `state`; `on_change(before, after, reason)` hears of every change."""
+        before, self.state, self.reason = self.state, state, reason
+        if before != state and self._on_change is not None:
+            self._on_change(before, state, reason)

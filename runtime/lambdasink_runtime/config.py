@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -106,16 +105,6 @@ class RuntimeConfig:
                 raise ConfigError("sink", "<unparsable JSON>", "a JSON object") from None
         pulsar = PulsarConfig.from_mapping(doc.get("pulsar") or {}, env=env)
         sink = SinkConfig.from_mapping(as_mapping("sink", sink_doc), env=env)
-        if pulsar.topics_pattern:
-            probe = pulsar.dead_letter_topic_for(pulsar.namespace + "/x")
-            if pulsar.dead_letter_topic and re.fullmatch(
-                pulsar.topics_pattern.split("/")[-1], probe.split("/")[-1]
-            ):
-                raise ConfigError(
-                    "pulsar.deadLetterTopic",
-                    probe,
-                    "a topic that pulsar.topicsPattern does not match",
-                )
         failure = FailurePolicyConfig.from_mapping(doc.get("failurePolicy") or {}, pulsar, sink)
         if failure.report_batch_item_failures and "messageId" not in sink.metadata_fields:
             # The function names failed items by messageId, so V2 items always carry it then.

@@ -245,13 +245,15 @@ class FailurePolicyConfig:
                 "false with sink.synchronousInvocation false (an asynchronous invocation "
                 "returns no response to read failures from)",
             )
-        topic = self.attempts_topic
-        if pulsar.topics_pattern and re.fullmatch(
-            pulsar.topics_pattern.split("/")[-1], topic.split("/")[-1]
-        ):
-            raise ConfigError(
-                r.name("attemptsTopic"), topic, "a topic that pulsar.topicsPattern does not match"
-            )
+        # The worker writes these topics; a pattern subscription must not read them back.
+        ours = [(r.name("attemptsTopic"), self.attempts_topic)]
+        if pulsar.dead_letter_topic:
+            ours.append(("pulsar.deadLetterTopic", pulsar.dead_letter_topic))
+        for name, topic in ours:
+            if pulsar.topics_pattern and re.fullmatch(
+                pulsar.topics_pattern.split("/")[-1], topic.split("/")[-1]
+            ):
+                raise ConfigError(name, topic, "a topic that pulsar.topicsPattern does not match")
 
 
 def _default_of(computed: Mapping[str, Any], prop: Prop) -> dict[str, Any]:

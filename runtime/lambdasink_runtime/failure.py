@@ -32,7 +32,10 @@ INIT_ERROR_TYPES = frozenset(
         "Runtime.MalformedHandlerName",
     }
 )
-_RECORD_REASONS = frozenset({"function_error", "too_large", "bad_request"})
+#: Failures about the records in the call: the only ones that use up their attempts.
+_RECORD_REASONS = frozenset(
+    {"function_error", "too_large", "bad_request", "partial_failure", "invalid_response"}
+)
 
 
 class PartialResponseError(LambdaSinkError):
@@ -55,10 +58,7 @@ class Failure:
     @property
     def counts(self) -> bool:
         """Whether this failure uses up one of the record's attempts."""
-        return self.reason in _RECORD_REASONS or self.reason in (
-            "partial_failure",
-            "invalid_response",
-        )
+        return self.reason in _RECORD_REASONS
 
     def as_dict(self) -> dict[str, object]:
         return {

@@ -173,7 +173,6 @@ class Pipeline:
         self.dead_letters = dead_letters
         self.subscription = subscription
         cb = self.policy.circuit_breaker
-        self._breaker_state: State = "closed"
         self.breaker = CircuitBreaker(
             enabled=cb.enabled,
             failure_ratio=cb.failure_ratio,
@@ -752,10 +751,9 @@ class Pipeline:
         most = self.policy.retry_backoff_max_ms / 1000
         return min(most, initial * (1 << min(max(attempt, 1) - 1, 20)))
 
-    def _breaker_changed(self, state: State, reason: str) -> None:
+    def _breaker_changed(self, before: State, state: State, reason: str) -> None:
         self.metrics.breaker_open.set(0 if state == "closed" else 1)
         self.metrics.breaker_transitions.labels(state).inc()
-        before, self._breaker_state = self._breaker_state, state
         if state == "open" and before == "closed":
             log.error("circuit breaker open, not receiving: %s", reason)
         elif state == "open":

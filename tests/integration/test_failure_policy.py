@@ -132,6 +132,34 @@ def produce_keyed(
     return values, sent
 
 
+def kill_after_two_attempts(
+    stack: Stack,
+    runtimes: Runtimes,
+    rec: Recorder,
+    topic: str,
+    dlq: str,
+    sub_type: str,
+    poison: bytes,
+) -> dict[str, Any]:
+    """Run a worker (maxAttempts 4, 1.5 s backoff) until `poison` failed twice, then SIGKILL it
+    inside the backoff (the second attempt's count is persisted by then): no drain, no ack."""
+    cfg = failure_config(
+        stack,
+        rec.function,
+        topic,
+        dlq,
+        sub_type=sub_type,
+        maxAttempts=4,
+        retryBackoffInitialMs=1500,
+        retryBackoffMaxMs=1500,
+    )
+    first = runtimes.start(cfg)
+    wait_for("two attempts", lambda: times_invoked(rec)[poison] >= 2, timeout=60)
+    time.sleep(0.5)
+    first.kill()
+    return cfg
+
+
 def check_dead_letter(msg: Any, sent: Any, topic: str, attempts: int, reason: str) -> None:
     props = msg.properties()
     assert (msg.partition_key() or None) == sent.key
@@ -192,20 +220,7 @@ def test_attempt_count_survives_kill_9(
     topic, dlq = unique_topic("fp-kill"), unique_topic("fp-kill-dlq")
     dlq_consumer = client.subscribe(dlq, "check", initial_position=pulsar.InitialPosition.Earliest)
     values, sent = produce_keyed(client, topic, poison_at=1, n=4)
-    cfg = failure_config(
-        stack,
-        rec.function,
-        topic,
-        dlq,
-        sub_type=sub_type,
-        maxAttempts=4,
-        retryBackoffInitialMs=1500,
-        retryBackoffMaxMs=1500,
-    )
-    first = runtimes.start(cfg)
-    wait_for("two attempts", lambda: times_invoked(rec)[b"poison-1"] >= 2, timeout=60)
-    time.sleep(0.5)  # inside the 1.5 s backoff: the second attempt's count is persisted
-    first.kill()  # SIGKILL: no drain, no ack, nothing flushed
+    cfg = kill_after_two_attempts(stack, runtimes, rec, topic, dlq, sub_type, b"poison-1")
     second = runtimes.start(cfg, name="runtime-2")
     [dead] = read_all(dlq_consumer, 1)
     check_dead_letter(dead, sent[1], topic, 4, "function_error")
@@ -228,20 +243,7 @@ def test_attempt_count_survives_topic_unloads(
     topic, dlq = unique_topic("fp-unload"), unique_topic("fp-unload-dlq")
     dlq_consumer = client.subscribe(dlq, "check", initial_position=pulsar.InitialPosition.Earliest)
     _, sent = produce_keyed(client, topic, poison_at=0, n=2)
-    cfg = failure_config(
-        stack,
-        rec.function,
-        topic,
-        dlq,
-        sub_type="Exclusive",
-        maxAttempts=4,
-        retryBackoffInitialMs=1500,
-        retryBackoffMaxMs=1500,
-    )
-    proc = runtimes.start(cfg)
-    wait_for("two attempts", lambda: times_invoked(rec)[b"poison-0"] >= 2, timeout=60)
-    time.sleep(0.5)
-    proc.kill()
+    cfg = kill_after_two_attempts(stack, runtimes, rec, topic, dlq, "Exclusive", b"poison-0")
     attempts_topic = (
         f"persistent://public/default/{cfg['pulsar']['subscriptionName']}-lambdasink-attempts"
     )
@@ -464,20 +466,8 @@ def test_attempt_count_survives_a_broker_restart(
             dlq, "check", initial_position=pulsar.InitialPosition.Earliest
         )
         values, sent = produce_keyed(client, topic, poison_at=1, n=3)
-        cfg = failure_config(
-            stack,
-            rec.function,
-            topic,
-            dlq,
-            sub_type="Failover",
-            maxAttempts=4,
-            retryBackoffInitialMs=1500,
-            retryBackoffMaxMs=1500,
-        )
-        proc = runtimes.start(cfg)
-        wait_for("two attempts", lambda: times_invoked(rec)[b"poison-1"] >= 2, timeout=60)
-        time.sleep(0.5)
-        proc.kill()  # and the broker goes down and up under a new worker
+        cfg = kill_after_two_attempts(stack, runtimes, rec, topic, dlq, "Failover", b"poison-1")
+        # and the broker goes down and up before a new worker starts
         t0 = time.monotonic()
         subprocess.run(
             [sys.executable, str(REPO / "dev" / "stack"), "restart", "pulsar"],

@@ -30,6 +30,10 @@ from typing import IO, Any, TypeVar
 import pulsar
 from tests.stack import Recorder, Stack, wait_for
 
+from lambdasink_runtime.config import PulsarConfig
+from lambdasink_runtime.consumer import PulsarSource
+from lambdasink_runtime.schemas import SchemaRegistry
+
 __all__ = ["wait_for"]  # re-exported: the runtime tests import it from here
 
 REPO = Path(__file__).resolve().parents[2]
@@ -484,3 +488,41 @@ def publish_times(stack: Stack, topic: str, count: int) -> dict[str, int]:
         return out
     finally:
         client.close()
+
+
+def pulsar_source(
+    stack: Stack,
+    topics: list[str],
+    *,
+    public_api: bool | None = None,
+    registry: bool = True,
+    **cfg: Any,
+) -> PulsarSource:
+    """A `PulsarSource` on the stack's broker: Exclusive, from Earliest, a fresh subscription
+    unless `subscription_name` is given; `public_api` as `pulsar_compat` takes it."""
+    settings: dict[str, Any] = {
+        "service_url": stack.pulsar_service_url,
+        "admin_url": stack.pulsar_admin_url,
+        "topics": tuple(topics),
+        "subscription_name": cfg.pop("subscription_name", unique("rx")),
+        "subscription_type": "Exclusive",
+        "initial_position": "Earliest",
+        **cfg,
+    }
+    reg = SchemaRegistry(stack.pulsar_admin_url) if registry else None
+    return PulsarSource(PulsarConfig(**settings), reg, public_api=public_api)
+
+
+def produce_strings(client: Any, topic: str, values: list[str], *, batching: bool = True) -> None:
+    """STRING-schema messages, sent asynchronously (batched unless `batching` is False)."""
+    producer = client.create_producer(
+        topic,
+        schema=pulsar.schema.StringSchema(),
+        batching_enabled=batching,
+        batching_max_messages=50,
+        batching_max_publish_delay_ms=10,
+    )
+    for v in values:
+        producer.send_async(v, None)
+    producer.flush()
+    producer.close()

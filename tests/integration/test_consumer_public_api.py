@@ -19,7 +19,16 @@ import pulsar
 import pytest
 from pulsar.schema import AvroSchema, Integer, JsonSchema, Long, String
 from pulsar.schema import Record as PulsarRecord
-from runtime_support import pulsar_client, rest_produce, unique, unique_topic
+from runtime_support import (
+    produce_strings as produce,
+)
+from runtime_support import (
+    pulsar_client,
+    pulsar_source,
+    rest_produce,
+    unique,
+    unique_topic,
+)
 from tests.stack import Stack
 
 from lambdasink_runtime import pulsar_compat
@@ -55,38 +64,9 @@ def order_v2() -> type[PulsarRecord]:
 
 
 def source(
-    stack: Stack,
-    topics: list[str],
-    *,
-    public_api: bool | None = True,
-    registry: bool = True,
-    **cfg: Any,
+    stack: Stack, topics: list[str], *, public_api: bool | None = True, **cfg: Any
 ) -> PulsarSource:
-    settings: dict[str, Any] = {
-        "service_url": stack.pulsar_service_url,
-        "admin_url": stack.pulsar_admin_url,
-        "topics": tuple(topics),
-        "subscription_name": cfg.pop("subscription_name", unique("pub")),
-        "subscription_type": "Exclusive",
-        "initial_position": "Earliest",
-        **cfg,
-    }
-    reg = SchemaRegistry(stack.pulsar_admin_url) if registry else None
-    return PulsarSource(PulsarConfig(**settings), reg, public_api=public_api)
-
-
-def produce(client: Any, topic: str, values: list[str], *, batching: bool = True) -> None:
-    producer = client.create_producer(
-        topic,
-        schema=pulsar.schema.StringSchema(),
-        batching_enabled=batching,
-        batching_max_messages=50,
-        batching_max_publish_delay_ms=10,
-    )
-    for v in values:
-        producer.send_async(v, None)
-    producer.flush()
-    producer.close()
+    return pulsar_source(stack, topics, public_api=public_api, **cfg)
 
 
 def drain(src: PulsarSource, n: int, max_records: int) -> list[Record]:

@@ -13,47 +13,26 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import pulsar
 import pytest
-from runtime_support import create_topic, pulsar_client, unique, unique_topic
+from runtime_support import (
+    create_topic,
+    pulsar_client,
+    unique,
+    unique_topic,
+)
+from runtime_support import (
+    produce_strings as produce,
+)
+from runtime_support import pulsar_source as source
 from tests.stack import Stack
 
-from lambdasink_runtime.config import PulsarConfig
 from lambdasink_runtime.consumer import PulsarSource
 from lambdasink_runtime.record import Record, Rejected
-from lambdasink_runtime.schemas import SchemaRegistry
 
 pytestmark = pytest.mark.integration
 
 #: Far above any receive on an idle local broker; only there so that a hang fails the test.
 GENEROUS_S = 10.0
-
-
-def source(stack: Stack, topics: list[str], **cfg: Any) -> PulsarSource:
-    settings: dict[str, Any] = {
-        "service_url": stack.pulsar_service_url,
-        "admin_url": stack.pulsar_admin_url,
-        "topics": tuple(topics),
-        "subscription_name": cfg.pop("subscription_name", unique("rx")),
-        "subscription_type": "Exclusive",
-        "initial_position": "Earliest",
-        **cfg,
-    }
-    return PulsarSource(PulsarConfig(**settings), SchemaRegistry(stack.pulsar_admin_url))
-
-
-def produce(client: Any, topic: str, values: list[str], *, batching: bool = True) -> None:
-    producer = client.create_producer(
-        topic,
-        schema=pulsar.schema.StringSchema(),
-        batching_enabled=batching,
-        batching_max_messages=50,
-        batching_max_publish_delay_ms=10,
-    )
-    for v in values:
-        producer.send_async(v, None)
-    producer.flush()
-    producer.close()
 
 
 def records(items: list[Record | Rejected]) -> list[Record]:

@@ -36,7 +36,7 @@ from .common import (
 # How a tool is built, beyond its version: part of its cache directory's name, so changing a
 # recipe (bump its flavour) rebuilds instead of reusing binaries built the old way. "release":
 # the version ldflags of the upstream Makefile / hack/lib/version.sh.
-FLAVOURS = {"kubernetes": "release", "helm": "release"}
+FLAVOURS = {"kubernetes": "release", "kubernetes-node": "release", "helm": "release"}
 
 
 def artefact_dir(name: str, version: str) -> Path:
@@ -132,20 +132,28 @@ def sha1(path: Path) -> str:
 
 
 def go_install(
-    name: str, pkg: str, version: str, binaries: list[str], ldflags: Callable[[], str] = str
+    name: str,
+    pkg: str | list[str],
+    version: str,
+    binaries: list[str],
+    ldflags: Callable[[], str] = str,
 ) -> Path:
-    """`go install pkg@version` into a versioned cache dir (for modules without replaces);
-    `ldflags()` is only asked when a build is due (it may fetch module metadata)."""
+    """`go install pkg@version` (one or more packages of one module) into a versioned cache dir
+    (for modules without replaces); `ldflags()` is only asked when a build is due (it may fetch
+    module metadata)."""
     final = artefact_dir(name, version)
+    pkgs = [pkg] if isinstance(pkg, str) else pkg
 
     def build(tmp: Path) -> None:
         logfile = build_log(name)
-        log(f"building {pkg}@{version} (log {logfile})")
+        log(f"building {' '.join(pkgs)} @{version} (log {logfile})")
         env = go_env(tmp)
         env["GOBIN"] = str(tmp / "bin")
         env["GOFLAGS"] = "-buildvcs=false"
         flags = ["-trimpath", "-buildvcs=false", f"-ldflags=-s -w {ldflags()}".strip()]
-        run(["go", "install", *flags, f"{pkg}@{version}"], tmp, env, logfile)
+        t0 = time.monotonic()
+        run(["go", "install", *flags, *(f"{p}@{version}" for p in pkgs)], tmp, env, logfile)
+        log(f"built {name} in {time.monotonic() - t0:.0f}s")
         for b in binaries:
             if not (tmp / "bin" / b).exists():
                 raise StackError(f"{b} missing after go install {pkg}")
@@ -231,7 +239,33 @@ def module_time(module: str, version: str) -> str:
 
 
 def install_kubernetes() -> Path:
+    """The control plane and kubectl."""
+    return kubernetes_build(
+        "kubernetes",
+        {
+            "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+            "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+        },
+    )
+
+
+def install_kubernetes_node() -> Path:
+    """The node's binaries, from the same pinned source as the control plane (a cache entry of
+    their own, so adding them does not rebuild the control plane)."""
+    return kubernetes_build(
+        "kubernetes-node",
+        {
+            "kubelet": "k8s.io/kubernetes/cmd/kubelet",
+            "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+        },
+    )
+
+
+def kubernetes_build(name: str, packages: dict[str, str]) -> Path:
     ver = VERSIONS["KUBERNETES_VERSION"]
+    if artefact_dir(name, ver).exists():
+        return artefact_dir(name, ver)
     _, minor, patch = ver.lstrip("v").split(".", 2)
     staging = f"v0.{minor}.{patch}"
     gomod = module_gomod("k8s.io/kubernetes", ver)
@@ -240,15 +274,11 @@ def install_kubernetes() -> Path:
     }
     godebug = (re.findall(r"^godebug\s+(\S+)", gomod, re.M) or [""])[0]
     return wrapper_build(
-        "kubernetes",
+        name,
         ver,
         requires={"k8s.io/kubernetes": ver, **replaces},
         replaces=replaces,
-        packages={
-            "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
-            "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
-            "kubectl": "k8s.io/kubernetes/cmd/kubectl",
-        },
+        packages=packages,
         ldflags=kubernetes_ldflags(ver, module_time("k8s.io/kubernetes", ver)),
         godebug=godebug,
     )
@@ -315,6 +345,36 @@ def install_rie() -> Path:
     )
 
 
+def install_containerd() -> Path:
+    """containerd, its runc shim and ctr, built static (CGO_ENABLED=0, no btrfs/devmapper
+    snapshotters: the node uses overlayfs). See CONTAINERD_VERSION for why not Debian's."""
+    return go_install(
+        "containerd",
+        [
+            "github.com/containerd/containerd/v2/cmd/containerd",
+            "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+            "github.com/containerd/containerd/v2/cmd/ctr",
+        ],
+        VERSIONS["CONTAINERD_VERSION"],
+        ["containerd", "containerd-shim-runc-v2", "ctr"],
+        ldflags=lambda: (
+            f"-X github.com/containerd/containerd/v2/version.Version={VERSIONS['CONTAINERD_VERSION']}"
+        ),
+    )
+
+
+def install_crictl() -> Path:
+    """crictl: `dev/stack down` removes pod sandboxes through the CRI (CNI DEL, netns, shims)
+    even when the kubelet is gone (a killed `up`); ctr cannot reach the CRI's sandboxes."""
+    return go_install(
+        "crictl",
+        "sigs.k8s.io/cri-tools/cmd/crictl",
+        VERSIONS["CRICTL_VERSION"],
+        ["crictl"],
+        ldflags=lambda: f"-X sigs.k8s.io/cri-tools/pkg/version.Version={VERSIONS['CRICTL_VERSION']}",
+    )
+
+
 def install_helm() -> Path:
     ver = VERSIONS["HELM_VERSION"]
     return go_install(
@@ -327,6 +387,9 @@ INSTALLERS = {
     "rie": install_rie,
     "etcd": install_etcd,
     "kubernetes": install_kubernetes,
+    "kubernetes-node": install_kubernetes_node,
+    "containerd": install_containerd,
+    "crictl": install_crictl,
     "helm": install_helm,
 }
 
@@ -335,7 +398,15 @@ def binaries() -> dict[str, str]:
     """Paths of the pinned binaries (whether built yet or not)."""
     v = VERSIONS
     kube = artefact_dir("kubernetes", v["KUBERNETES_VERSION"]) / "bin"
+    node = artefact_dir("kubernetes-node", v["KUBERNETES_VERSION"]) / "bin"
+    ctrd = artefact_dir("containerd", v["CONTAINERD_VERSION"]) / "bin"
     return {
+        "kubelet": str(node / "kubelet"),
+        "kube-scheduler": str(node / "kube-scheduler"),
+        "containerd": str(ctrd / "containerd"),
+        "containerd-shim-runc-v2": str(ctrd / "containerd-shim-runc-v2"),
+        "ctr": str(ctrd / "ctr"),
+        "crictl": str(artefact_dir("crictl", v["CRICTL_VERSION"]) / "bin" / "crictl"),
         "etcd": str(artefact_dir("etcd", v["ETCD_VERSION"]) / "bin" / "etcd"),
         "kube-apiserver": str(kube / "kube-apiserver"),
         "kube-controller-manager": str(kube / "kube-controller-manager"),

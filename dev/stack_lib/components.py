@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import build, procs
-from .certs import ensure_pki
+from .certs import ensure_pki, issue_cert
+from .node import NODE_NAME
 from .common import (
     REPO,
     VERSIONS,
@@ -121,19 +122,23 @@ def pulsar_ready(rec: dict[str, Any]) -> bool:
     return pulsar_admin_ready(rec) and pulsar_round_trip(rec)
 
 
-def start_pulsar() -> dict[str, Any]:
+def start_pulsar(host: str) -> dict[str, Any]:
+    """Pulsar bound on `host` (the pod network's gateway) and ADVERTISING it: a client's topic
+    lookup returns the advertised address, which must be one pods can reach."""
     rec = reuse("pulsar", pulsar_ready)
-    if rec:
+    if rec and rec.get("host") == host:
         return rec
+    if rec:
+        procs.stop("pulsar")
     home = build.install_pulsar()
     base = state_dir() / "pulsar"
     # A clean broker on every (re)start: tests never see a previous run's topics or schemas.
     shutil.rmtree(base, ignore_errors=True)
     (base / "data").mkdir(parents=True)
-    broker_port, web_port = free_port(6650), free_port(8080)
+    broker_port, web_port = free_port(6650, host=host), free_port(8080, host=host)
     overrides = {
-        "bindAddress": "127.0.0.1",
-        "advertisedAddress": "127.0.0.1",
+        "bindAddress": host,
+        "advertisedAddress": host,
         "brokerServicePort": str(broker_port),
         "webServicePort": str(web_port),
         # Topics a test created must not vanish a minute after its producer closed.
@@ -177,7 +182,7 @@ def start_pulsar() -> dict[str, Any]:
         "-nss",
         "--wipe-data",
         "-a",
-        "127.0.0.1",
+        host,
         "--bookkeeper-dir",
         str(base / "data" / "bookkeeper"),
         "--metadata-dir",
@@ -195,8 +200,9 @@ def start_pulsar() -> dict[str, Any]:
         "command": [c for c in cmd if c != "--wipe-data"],
         "environment": env,
         "cwd": str(base),
-        "serviceUrl": f"pulsar://127.0.0.1:{broker_port}",
-        "adminUrl": f"http://127.0.0.1:{web_port}",
+        "host": host,
+        "serviceUrl": f"pulsar://{host}:{broker_port}",
+        "adminUrl": f"http://{host}:{web_port}",
         "brokerPort": broker_port,
         "webPort": web_port,
         "home": str(home),
@@ -356,10 +362,37 @@ def apiserver_ready(rec: dict[str, Any]) -> bool:
     return kube_get(rec, "/readyz")[0] == 200
 
 
-def start_apiserver(etcd: dict[str, Any]) -> dict[str, Any]:
+# Users of the static token file: name -> groups.
+TOKEN_USERS = {
+    "lambdasink-admin": "system:masters",
+    "system:kube-controller-manager": "",
+    "system:kube-scheduler": "",
+    f"system:node:{NODE_NAME}": "system:nodes",
+}
+
+
+def ensure_tokens(path: Path) -> dict[str, str]:
+    """The token file (kept across restarts; users added by a newer stack are appended)."""
+    tokens: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            token, user = line.split(",")[:2]
+            tokens[user] = token
+    missing = [u for u in TOKEN_USERS if u not in tokens]
+    if missing:
+        with path.open("a") as f:
+            for user in missing:
+                tokens[user] = secrets.token_hex(24)
+                groups = f',"{TOKEN_USERS[user]}"' if TOKEN_USERS[user] else ""
+                f.write(f"{tokens[user]},{user},{user}{groups}\n")
+        path.chmod(0o600)
+    return tokens
+
+
+def start_apiserver(etcd: dict[str, Any], net: dict[str, Any]) -> dict[str, Any]:
     rec = reuse("kube-apiserver", apiserver_ready)
     # An apiserver outlives no etcd restart: a fresh etcd (wiped data) means a fresh apiserver.
-    if rec and rec.get("etcdStartedAt") == etcd.get("startedAt"):
+    if rec and rec.get("etcdStartedAt") == etcd.get("startedAt") and rec.get("address") == net["gateway"]:
         return rec
     if rec:
         procs.stop("kube-apiserver")
@@ -368,18 +401,18 @@ def start_apiserver(etcd: dict[str, Any]) -> dict[str, Any]:
     kdir = state_dir() / "kube"
     kdir.mkdir(parents=True, exist_ok=True)
     pki = kdir / "pki"
-    ensure_pki(pki)
-    tokens = kdir / "tokens.csv"
-    if not tokens.exists():
-        tokens.write_text(
-            f'{secrets.token_hex(24)},lambdasink-admin,lambdasink-admin,"system:masters"\n'
-            f"{secrets.token_hex(24)},system:kube-controller-manager,"
-            f"system:kube-controller-manager\n"
-        )
-        tokens.chmod(0o600)
-    admin_token, _ = tokens.read_text().splitlines()[0].split(",", 1)
-    kcm_token = tokens.read_text().splitlines()[1].split(",", 1)[0]
-    port = free_port(6443)
+    ensure_pki(pki, extra_ips=(net["gateway"],))
+    kubelet_client = issue_cert(
+        pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client",
+        (), (), "clientAuth",
+    )  # fmt: skip
+    token_file = kdir / "tokens.csv"
+    tokens = ensure_tokens(token_file)
+    admin_token = tokens["lambdasink-admin"]
+    kcm_token = tokens["system:kube-controller-manager"]
+    # Bound on the pod network's gateway: pods reach it (through the `kubernetes` Service's
+    # DNAT), and so does this machine, as it is a local address.
+    port = free_port(6443, host=net["gateway"])
     issuer = "https://kubernetes.default.svc.cluster.local"
     cmd = [
         bins["kube-apiserver"],
@@ -388,9 +421,9 @@ def start_apiserver(etcd: dict[str, Any]) -> dict[str, Any]:
         "--etcd-prefix",
         "/registry",
         "--bind-address",
-        "127.0.0.1",
+        net["gateway"],
         "--advertise-address",
-        "127.0.0.1",
+        net["gateway"],
         "--secure-port",
         str(port),
         "--cert-dir",
@@ -402,7 +435,7 @@ def start_apiserver(etcd: dict[str, Any]) -> dict[str, Any]:
         "--client-ca-file",
         str(pki / "ca.crt"),
         "--token-auth-file",
-        str(tokens),
+        str(token_file),
         "--authorization-mode",
         "Node,RBAC",
         "--service-account-issuer",
@@ -415,8 +448,14 @@ def start_apiserver(etcd: dict[str, Any]) -> dict[str, Any]:
         str(pki / "sa.key"),
         "--service-cluster-ip-range",
         "10.0.0.0/24",
-        "--endpoint-reconciler-type",
-        "none",
+        "--kubelet-certificate-authority",
+        str(pki / "ca.crt"),
+        "--kubelet-client-certificate",
+        str(kubelet_client[0]),
+        "--kubelet-client-key",
+        str(kubelet_client[1]),
+        "--kubelet-preferred-address-types",
+        "InternalIP",
         "--allow-privileged=true",
         "--profiling=false",
         "--v=1",
@@ -426,12 +465,15 @@ def start_apiserver(etcd: dict[str, Any]) -> dict[str, Any]:
     procs.start("kube-apiserver", cmd)
     rec = {
         "version": VERSIONS["KUBERNETES_VERSION"],
-        "server": f"https://127.0.0.1:{port}",
+        "server": f"https://{net['gateway']}:{port}",
+        "address": net["gateway"],
         "port": port,
         "caFile": str(pki / "ca.crt"),
         "adminToken": admin_token,
         "adminUser": "lambdasink-admin",
         "controllerManagerToken": kcm_token,
+        "schedulerToken": tokens["system:kube-scheduler"],
+        "nodeToken": tokens[f"system:node:{NODE_NAME}"],
         "serviceAccountIssuer": issuer,
         "etcd": etcd["endpoint"],
         "etcdStartedAt": etcd.get("startedAt"),
@@ -592,10 +634,13 @@ def gateway_ready(rec: dict[str, Any]) -> bool:
         )
 
 
-def start_gateway() -> dict[str, Any]:
+def start_gateway(host: str) -> dict[str, Any]:
+    """The Lambda gateway on `host` (the pod network's gateway: pods and this machine reach it)."""
     rec = reuse("lambda-gateway", gateway_ready)
-    if rec:
+    if rec and rec.get("host") == host:
         return rec
+    if rec:
+        procs.stop("lambda-gateway")
     build.install_rie()
     rie = build.binaries()["aws-lambda-rie"]
     ldir = state_dir() / "lambda"
@@ -603,10 +648,12 @@ def start_gateway() -> dict[str, Any]:
     shutil.rmtree(records, ignore_errors=True)  # a fresh gateway starts with no recorded events
     records.mkdir(parents=True, exist_ok=True)
     registry = HANDLERS_DIR / "functions.json"
-    port = free_port(9070)
+    port = free_port(9070, host=host)
     cmd = [
         python_exe(),
         str(GATEWAY),
+        "--host",
+        host,
         "--port",
         str(port),
         "--registry",
@@ -632,8 +679,9 @@ def start_gateway() -> dict[str, Any]:
     procs.start("lambda-gateway", cmd, env={"PYTHONUNBUFFERED": "1"})
     functions = json.loads(registry.read_text())["functions"]
     rec = {
-        "endpointUrl": f"http://127.0.0.1:{port}",
-        "controlUrl": f"http://127.0.0.1:{port}/_gateway",
+        "host": host,
+        "endpointUrl": f"http://{host}:{port}",
+        "controlUrl": f"http://{host}:{port}/_gateway",
         "port": port,
         "region": LAMBDA_REGION,
         "accountId": LAMBDA_ACCOUNT,
@@ -662,6 +710,8 @@ def start_gateway() -> dict[str, Any]:
 
 
 COMPONENTS = ["pulsar", "etcd", "kube-apiserver", "kube-controller-manager", "lambda-gateway"]
+# The node (dev/stack_lib/node.py), started after the control plane unless LAMBDASINK_NODE=agent.
+NODE_COMPONENTS = ["containerd", "kube-scheduler", "kubelet"]
 
 
 __all__ = [

@@ -101,11 +101,22 @@ class Workers:
     ready: int = 0
     updated: int = 0
     failing: str | None = None
+    #: The Ready reason for `failing`: `WorkerOOMKilled` when the kernel killed the worker at
+    #: its memory limit (raising the limit is the fix, not the configuration).
+    failing_reason: str = "WorkerFailing"
 
 
-def worker_failure(pods: Sequence[Mapping[str, Any]], container: str = "worker") -> str | None:
-    """The first reason a worker pod cannot run, with the worker's own termination message
-    (`lastState.terminated.message`, written to /dev/termination-log) when it left one."""
+#: Ready reasons by the termination reason the kubelet reports.
+TERMINATION_READY_REASONS = {"OOMKilled": "WorkerOOMKilled"}
+
+
+def worker_problem(
+    pods: Sequence[Mapping[str, Any]], container: str = "worker"
+) -> tuple[str, str] | None:
+    """The first reason a worker pod cannot run, as (Ready reason, message), with the worker's
+    own termination message (`lastState.terminated.message`, written to /dev/termination-log)
+    when it left one. A worker restarted after an OOM kill counts until it is ready again: it
+    is usually killed again on its way up."""
     for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name", ""))):
         if (pod.get("metadata") or {}).get("deletionTimestamp"):
             continue
@@ -118,17 +129,35 @@ def worker_failure(pods: Sequence[Mapping[str, Any]], container: str = "worker")
             terminated = state.get("terminated") or {}
             waiting = state.get("waiting") or {}
             if terminated and terminated.get("exitCode", 0) != 0:
-                return _failure_text(pod_name, terminated)
+                return _failure(pod_name, terminated)
             if waiting.get("reason") in FAILING_WAITING_REASONS:
                 if last and last.get("exitCode", 0) != 0:
-                    return _failure_text(pod_name, last)
-                return f"pod {pod_name}: {waiting['reason']}: {waiting.get('message', '')}".strip()
+                    return _failure(pod_name, last)
+                text = f"pod {pod_name}: {waiting['reason']}: {waiting.get('message', '')}"
+                return "WorkerFailing", text.strip()
+            if last.get("reason") in TERMINATION_READY_REASONS and not status.get("ready"):
+                return _failure(pod_name, last)
     return None
 
 
-def _failure_text(pod_name: str, terminated: Mapping[str, Any]) -> str:
-    message = str(terminated.get("message") or terminated.get("reason") or "").strip()
-    return f"pod {pod_name}: worker exited with code {terminated.get('exitCode')}: {message}"
+def worker_failure(pods: Sequence[Mapping[str, Any]], container: str = "worker") -> str | None:
+    """The message of `worker_problem`."""
+    problem = worker_problem(pods, container)
+    return problem[1] if problem else None
+
+
+def _failure(pod_name: str, terminated: Mapping[str, Any]) -> tuple[str, str]:
+    reason = str(terminated.get("reason") or "")
+    code = terminated.get("exitCode")
+    if reason in TERMINATION_READY_REASONS:
+        # With FallbackToLogsOnError the message is the log's tail: the reason comes first.
+        head = f"pod {pod_name}: worker {reason} (exit code {code})"
+        if reason == "OOMKilled":
+            head += ": the kernel killed it at its memory limit (spec.pod.resources.limits.memory)"
+        message = str(terminated.get("message") or "").strip()
+        return TERMINATION_READY_REASONS[reason], f"{head}; {message}" if message else head
+    message = str(terminated.get("message") or reason).strip()
+    return "WorkerFailing", f"pod {pod_name}: worker exited with code {code}: {message}"
 
 
 def ready(
@@ -154,7 +183,7 @@ def ready(
     if workers.desired == 0:
         return make(TRUE, "Paused", "spec.replicas is 0: no worker runs")
     if workers.failing:
-        return make(FALSE, "WorkerFailing", workers.failing)
+        return make(FALSE, workers.failing_reason, workers.failing)
     if not workers.exists:
         return make(FALSE, "Deploying", "the worker Deployment is being created")
     counts = f"{workers.ready}/{workers.desired} workers ready"

@@ -337,13 +337,15 @@ class Reconciler:
         desired_replicas = int(sink_spec.get("replicas", 1))
         dep_status: Mapping[str, Any] = (current or {}).get("status") or {}
         pods = view.worker_pods(namespace, name) if current is not None else []
+        problem = conditions.worker_problem(pods)
         workers = conditions.Workers(
             desired=desired_replicas,
             exists=current is not None,
             replicas=int(dep_status.get("replicas") or 0),
             ready=int(dep_status.get("readyReplicas") or 0),
             updated=int(dep_status.get("updatedReplicas") or 0),
-            failing=conditions.worker_failure(pods),
+            failing=problem[1] if problem else None,
+            failing_reason=problem[0] if problem else "WorkerFailing",
         )
         updates = [
             conditions.ready(

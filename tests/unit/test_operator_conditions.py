@@ -125,5 +125,38 @@ def test_worker_failure_reads_the_termination_message() -> None:
     assert c.worker_failure([crashing]) is None
 
 
+def test_an_oom_killed_worker_is_named_with_its_pod_and_the_reason() -> None:
+    """The kubelet reports the kernel's OOM kill as the termination reason; with
+    FallbackToLogsOnError the message is the log's tail, so the reason must lead."""
+    oom = {"exitCode": 137, "reason": "OOMKilled", "message": "INFO starting: function=f"}
+    looping = pod(
+        "w-oom",
+        {"state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": oom}},
+    )
+    reason, message = c.worker_problem([looping]) or ("", "")
+    assert reason == "WorkerOOMKilled"
+    assert message.startswith("pod w-oom: worker OOMKilled (exit code 137)")
+    assert "limits.memory" in message and message.endswith("INFO starting: function=f")
+    # restarted and running again, but not ready yet: still the OOM kill
+    restarted = pod(
+        "w-oom", {"state": {"running": {}}, "ready": False, "lastState": {"terminated": oom}}
+    )
+    assert (c.worker_problem([restarted]) or ("",))[0] == "WorkerOOMKilled"
+    # ready again: the earlier kill no longer makes it failing
+    recovered = pod(
+        "w-oom", {"state": {"running": {}}, "ready": True, "lastState": {"terminated": oom}}
+    )
+    assert c.worker_problem([recovered]) is None
+    ready = c.ready(
+        generation=1,
+        config_error=None,
+        blocked=None,
+        missing_secrets=[],
+        workers=c.Workers(desired=1, exists=True, failing=message, failing_reason=reason),
+    )
+    assert (ready["status"], ready["reason"]) == ("False", "WorkerOOMKilled")
+    assert "w-oom" in ready["message"] and "OOMKilled" in ready["message"]
+
+
 def test_messages_are_bounded() -> None:
     assert len(c.config_valid("x" * 5000, 1)["message"]) == c.MESSAGE_LIMIT

@@ -140,10 +140,7 @@ def _pod_spec(spec: Mapping[str, Any], plan: WorkerPlan, image: str) -> dict[str
     volumes += [
         {
             "name": m.volume,
-            "secret": {
-                "secretName": m.secret,
-                "items": [{"key": k, "path": k} for k in m.keys],
-            },
+            "secret": {"secretName": m.secret, "items": m.items()},
         }
         for m in plan.mounts
     ]

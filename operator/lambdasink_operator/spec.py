@@ -62,12 +62,19 @@ class EnvFromSecret:
 
 @dataclass(frozen=True)
 class SecretMount:
-    """A Secret mounted read-only as files `<mount_path>/<key>`."""
+    """A Secret mounted read-only as files `<mount_path>/<file>` (`files`: one name per key,
+    default the key itself)."""
 
     volume: str
     secret: str
     keys: tuple[str, ...]
     mount_path: str
+    files: tuple[str, ...] = ()
+
+    def items(self) -> list[dict[str, str]]:
+        return [
+            {"key": k, "path": f} for k, f in zip(self.keys, self.files or self.keys, strict=True)
+        ]
 
 
 @dataclass(frozen=True)
@@ -101,8 +108,10 @@ def _text(value: object, default: str = "") -> str:
     return value if isinstance(value, str) and value else default
 
 
-def _mount(purpose: str, secret: str, keys: tuple[str, ...]) -> SecretMount:
-    return SecretMount(f"secret-{purpose}", secret, keys, f"{SECRETS_ROOT}/{purpose}")
+def _mount(
+    purpose: str, secret: str, keys: tuple[str, ...], files: tuple[str, ...] = ()
+) -> SecretMount:
+    return SecretMount(f"secret-{purpose}", secret, keys, f"{SECRETS_ROOT}/{purpose}", files)
 
 
 def plan_worker(name: str, spec: Mapping[str, Any]) -> WorkerPlan:
@@ -175,8 +184,16 @@ def plan_worker(name: str, spec: Mapping[str, Any]) -> WorkerPlan:
         secret = _text(ref.get("name"))
         access = _text(ref.get("accessKeyIdKey"), "accessKeyId")
         secret_key = _text(ref.get("secretAccessKeyKey"), "secretAccessKey")
-        env.append(EnvFromSecret(runtime_config.ENV_AWS_ACCESS_KEY, SecretKey(secret, access)))
-        env.append(EnvFromSecret(runtime_config.ENV_AWS_SECRET_KEY, SecretKey(secret, secret_key)))
+        # Files, not env: the kubelet updates a mounted Secret in place, so the worker uses a
+        # rotated key at once (the hash still rolls the workers onto it).
+        mount = _mount(
+            "aws",
+            secret,
+            (access, secret_key),
+            (runtime_config.AWS_ACCESS_KEY_FILE, runtime_config.AWS_SECRET_KEY_FILE),
+        )
+        mounts.append(mount)
+        sink["awsCredentialsDirectory"] = mount.mount_path
     if "credentialPluginParamSecretRef" in aws:
         ref = _map(aws["credentialPluginParamSecretRef"])
         source = SecretKey(

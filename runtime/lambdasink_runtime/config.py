@@ -36,6 +36,8 @@ from .config_pulsar import ENV_PULSAR_TOKEN, PulsarAuth, PulsarConfig
 from .config_server import ENV_HTTP_PORT, ServerConfig
 from .config_sink import (
     ASYNC_PAYLOAD_LIMIT_BYTES,
+    AWS_ACCESS_KEY_FILE,
+    AWS_SECRET_KEY_FILE,
     DEFAULT_METADATA_FIELDS,
     ENV_AWS_ACCESS_KEY,
     ENV_AWS_CREDENTIAL_PLUGIN_PARAM,
@@ -51,6 +53,8 @@ from .errors import ConfigError
 
 __all__ = [
     "ASYNC_PAYLOAD_LIMIT_BYTES",
+    "AWS_ACCESS_KEY_FILE",
+    "AWS_SECRET_KEY_FILE",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_METADATA_FIELDS",
     "ENV_AWS_ACCESS_KEY",

@@ -60,6 +60,9 @@ _PLUGIN_PARAM_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 ENV_AWS_ACCESS_KEY = "LAMBDASINK_AWS_ACCESS_KEY"
 ENV_AWS_SECRET_KEY = "LAMBDASINK_AWS_SECRET_KEY"  # noqa: S105 - a variable name
 ENV_AWS_CREDENTIAL_PLUGIN_PARAM = "LAMBDASINK_AWS_CREDENTIAL_PLUGIN_PARAM"
+#: The files of awsCredentialsDirectory.
+AWS_ACCESS_KEY_FILE = "accessKeyId"
+AWS_SECRET_KEY_FILE = "secretAccessKey"  # noqa: S105 - a file name
 
 PayloadFormat = Literal["V1", "V2"]
 
@@ -135,6 +138,16 @@ SINK_PROPS: tuple[Prop, ...] = (
         "AWS secret access key for static credentials (sensitive), or env " + ENV_AWS_SECRET_KEY,
         sensitive=True,
         env=ENV_AWS_SECRET_KEY,
+    ),
+    Prop(
+        "awsCredentialsDirectory",
+        "aws_credentials_directory",
+        "string",
+        "",
+        "Extension. A directory holding the files accessKeyId and secretAccessKey (static "
+        "keys; the operator mounts spec.aws.credentialsSecret there). Read again when they "
+        "change, so a rotated Secret is used without a restart.",
+        extension=True,
     ),
     Prop(
         "lambdaFunctionName",
@@ -302,6 +315,7 @@ class SinkConfig:
     aws_endpoint: str = SINK["awsEndpoint"].default
     aws_access_key: str = _secret("awsAccessKey")
     aws_secret_key: str = _secret("awsSecretKey")
+    aws_credentials_directory: str = SINK["awsCredentialsDirectory"].default
     aws_credential_plugin_name: str = SINK["awsCredentialPluginName"].default
     aws_credential_plugin_param: str = _secret("awsCredentialPluginParam")
     synchronous_invocation: bool = SINK["synchronousInvocation"].default

@@ -9,6 +9,8 @@ Resolution order (first match wins):
      `"externalId"`) with the default chain as the base identity.
    - `module.path:ClassName`: a Python provider (see `CredentialPlugin`).
 2. `awsAccessKey` + `awsSecretKey`: static keys.
+2b. `awsCredentialsDirectory`: static keys from the files `accessKeyId` and `secretAccessKey`
+   there (a mounted Secret), read again whenever either file changes.
 3. `awsCredentialPluginParam` JSON `{"accessKey","secretKey"}` (the reference's default plugin).
 4. Otherwise the default AWS chain: environment, web identity (IRSA), shared files, container
    and instance metadata.
@@ -21,7 +23,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import boto3
@@ -33,6 +38,7 @@ from botocore.credentials import (
     DeferredRefreshableCredentials,
 )
 
+from .config_sink import AWS_ACCESS_KEY_FILE, AWS_SECRET_KEY_FILE
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -80,6 +86,50 @@ class AwsSession(boto3.Session):
     ) -> None:
         self.botocore_session = botocore_session or botocore.session.Session()
         super().__init__(botocore_session=self.botocore_session, **kwargs)
+
+
+DIRECTORY_FIELD = "awsCredentialsDirectory"
+
+
+class FileCredentials(Credentials):
+    """Static keys kept in two files, read again when either file changes.
+
+    The kubelet updates a mounted Secret in place (an atomic swap of its `..data` symlink), so
+    a rotation reaches a running worker; every signature asks `get_frozen_credentials`, which
+    costs two `stat` calls when nothing changed. A file that cannot be read mid-rotation keeps
+    the previous keys.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self._paths = (Path(directory) / AWS_ACCESS_KEY_FILE, Path(directory) / AWS_SECRET_KEY_FILE)
+        self._stamp: tuple[tuple[int, int], ...] | None = None
+        self._reload_lock = threading.Lock()
+        super().__init__("", "", method="lambdasink-files")
+        if not self._reload():
+            raise ConfigError(
+                DIRECTORY_FIELD,
+                directory,
+                f"a directory with non-empty files {AWS_ACCESS_KEY_FILE} and {AWS_SECRET_KEY_FILE}",
+            )
+
+    def _reload(self) -> bool:
+        with self._reload_lock:
+            try:
+                stats = [os.stat(p) for p in self._paths]
+                stamp = tuple((st.st_ino, st.st_mtime_ns) for st in stats)
+                if stamp == self._stamp:
+                    return True
+                access, secret = (p.read_text().strip() for p in self._paths)
+            except OSError:
+                return self._stamp is not None
+            if not (access and secret):
+                return self._stamp is not None
+            self.access_key, self.secret_key, self._stamp = access, secret, stamp
+            return True
+
+    def get_frozen_credentials(self) -> Any:
+        self._reload()
+        return super().get_frozen_credentials()
 
 
 def _session_with(provider: Callable[[], Credentials | None], region: str) -> AwsSession:
@@ -209,6 +259,9 @@ def session_for(sink: SinkConfig, *, sts_endpoint: str | None = None) -> AwsSess
             )
     elif sink.aws_access_key and sink.aws_secret_key:
         session = _static((sink.aws_access_key, sink.aws_secret_key), region)
+    elif sink.aws_credentials_directory:
+        files = FileCredentials(sink.aws_credentials_directory)
+        session = _session_with(lambda: files, region)
     else:
         static = _static_from_param(_parse_param(raw_param, plugin="(default)"))
         session = _static(static, region) if static else AwsSession(region_name=region)
@@ -238,6 +291,8 @@ def describe(sink: SinkConfig) -> str:
         source = f"plugin {plugin}"
     elif sink.aws_access_key and sink.aws_secret_key:
         source = "static keys"
+    elif sink.aws_credentials_directory:
+        source = f"static keys from files in {sink.aws_credentials_directory}"
     elif _static_from_param(_parse_param(sink.aws_credential_plugin_param or "", plugin="")):
         source = "static keys from awsCredentialPluginParam"
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from botocore.credentials import Credentials, RefreshableCredentials
@@ -61,6 +62,39 @@ def keys_of(cfg: SinkConfig, **kw: object) -> tuple[str | None, str | None, str 
 
 def test_static_keys() -> None:
     assert keys_of(sink(aws_access_key="AKIA1", aws_secret_key="s1")) == ("AKIA1", "s1", None)
+
+
+def test_keys_from_a_mounted_directory_follow_a_rotation(tmp_path: Path) -> None:
+    """The kubelet swaps a mounted Secret's files atomically (a new `..data` symlink); each
+    signature then uses the new keys, without a new session."""
+
+    def mount(version: str, access: str, secret: str) -> None:
+        data = tmp_path / version
+        data.mkdir()
+        (data / "accessKeyId").write_text(access + "\n")
+        (data / "secretAccessKey").write_text(secret)
+        tmp_link = tmp_path / "..data_tmp"
+        tmp_link.symlink_to(data.name)
+        tmp_link.replace(tmp_path / "..data")
+        for name in ("accessKeyId", "secretAccessKey"):
+            if not (tmp_path / name).is_symlink():
+                (tmp_path / name).symlink_to(f"..data/{name}")
+
+    mount("v1", "AKIA1", "s1")
+    cfg = sink(aws_credentials_directory=str(tmp_path))
+    creds = credentials.session_for(cfg).get_credentials()
+    assert creds is not None
+    assert creds.get_frozen_credentials()[:2] == ("AKIA1", "s1")
+    mount("v2", "AKIA2", "s2")
+    assert creds.get_frozen_credentials()[:2] == ("AKIA2", "s2")
+    assert "files in" in credentials.describe(cfg)
+
+
+def test_a_credentials_directory_without_the_files_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        credentials.session_for(sink(aws_credentials_directory=str(tmp_path)))
+    assert err.value.field == "awsCredentialsDirectory"
+    assert "accessKeyId" in str(err.value)
 
 
 def test_default_chain_reads_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -81,13 +81,19 @@ def test_container_config_secrets_probes() -> None:
     env = {e["name"]: e for e in c["env"]}
     config = json.loads(env["LAMBDASINK_CONFIG"]["value"])
     assert config["sink"]["lambdaFunctionName"] == "fn"
-    assert env["LAMBDASINK_AWS_ACCESS_KEY"] == {
-        "name": "LAMBDASINK_AWS_ACCESS_KEY",
-        "valueFrom": {"secretKeyRef": {"name": "aws", "key": "accessKeyId"}},
-    }
-    assert env["LAMBDASINK_AWS_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {
-        "name": "aws",
-        "key": "secretAccessKey",
+    # the AWS keys are files (a rotation reaches the running worker), never env values
+    assert "LAMBDASINK_AWS_ACCESS_KEY" not in env and "LAMBDASINK_AWS_SECRET_KEY" not in env
+    directory = config["sink"]["awsCredentialsDirectory"]
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == directory]
+    assert mount["readOnly"] is True
+    pod_spec = build(sink())["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod_spec["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"] == {
+        "secretName": "aws",
+        "items": [
+            {"key": "accessKeyId", "path": "accessKeyId"},
+            {"key": "secretAccessKey", "path": "secretAccessKey"},
+        ],
     }
     assert all("value" not in e for n, e in env.items() if n != "LAMBDASINK_CONFIG")
     assert c["ports"] == [{"name": "http", "containerPort": 8081, "protocol": "TCP"}]

@@ -50,16 +50,19 @@ def test_plan_builds_the_runtime_document() -> None:
         "awsRegion": "us-east-1",
         "lambdaFunctionName": "recorder",
         "payloadFormat": "V2",
+        # the credentials Secret is mounted there as files accessKeyId and secretAccessKey
+        "awsCredentialsDirectory": "/etc/lambdasink/secrets/aws",
     }
     assert plan.config["runtime"] == {
         "httpPort": 8081,
         "logLevel": "INFO",
         "drainTimeoutSeconds": 25,
     }
-    assert [(e.env, e.source) for e in plan.env] == [
-        ("LAMBDASINK_AWS_ACCESS_KEY", SecretKey("aws", "accessKeyId")),
-        ("LAMBDASINK_AWS_SECRET_KEY", SecretKey("aws", "secretAccessKey")),
-    ]
+    assert plan.env == ()
+    assert plan.secret_keys == (
+        SecretKey("aws", "accessKeyId"),
+        SecretKey("aws", "secretAccessKey"),
+    )
     assert spec.validate(plan, AWS_VALUES) is None
 
 
@@ -118,6 +121,7 @@ def test_authentication_and_tls_become_env_and_files() -> None:
     assert pulsar["tlsTrustCertsFile"] == "/etc/lambdasink/secrets/pulsar-ca/ca.crt"
     assert pulsar["tlsHostnameVerification"] is True
     assert {(m.secret, m.keys, m.mount_path) for m in plan.mounts} == {
+        ("aws", ("accessKeyId", "secretAccessKey"), "/etc/lambdasink/secrets/aws"),
         ("oauth", ("key.json",), "/etc/lambdasink/secrets/pulsar-oauth2"),
         ("ca", ("ca.crt",), "/etc/lambdasink/secrets/pulsar-ca"),
     }

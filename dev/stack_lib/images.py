@@ -2,8 +2,9 @@
 
 Contract with the stack (the node imports what this returns into containerd):
 
-    ensure_images() -> {image reference: docker-archive path}
+    ensure_images() -> {image reference: docker-archive path}   (builds what is missing)
         e.g. {"docker.io/lambda-sink/runtime:0.1.0": <cache>/images/<key>/runtime.tar, ...}
+    built_images() -> the same for the current sources if built, else {} (never builds)
 
 Each archive is a `docker save`-style tar carrying its full reference, so
 `ctr -n k8s.io images import <archive>` names the image exactly as the chart and the operator
@@ -347,6 +348,12 @@ def build_images(out: Path) -> None:
         }
         log(f"{ref}: {size / 1e6:.0f} MB, built in {time.monotonic() - t0:.0f}s")
     write_json(out / "images.json", {"base": base, "base_key": base_key(), "images": entries})
+
+
+def built_images() -> dict[str, Path]:
+    """Image reference -> archive for the current sources if already built, else {} (no build):
+    what `dev/stack up` imports into the node's containerd without waiting for a build."""
+    return _cached(images_dir() / inputs_digest()[:24]) or {}
 
 
 def ensure_images() -> dict[str, Path]:

@@ -47,7 +47,7 @@ TARGETS = {"runtime": "lambda-sink/runtime", "operator": "lambda-sink/operator"}
 TOOL_PACKAGES = {"buildah": "buildah", "debootstrap": "debootstrap", "runc": "runc"}
 
 # The base stand-in: bump BASE_RECIPE whenever make_base_rootfs() changes what it produces.
-BASE_RECIPE = "2"
+BASE_RECIPE = "3"
 # Bump when build_images() changes how the images are built from the same inputs.
 IMAGES_RECIPE = "1"
 # Archive sets kept in the shared cache (~700 MB each; other clones may use older ones).
@@ -253,6 +253,12 @@ def make_base_rootfs(rootfs: Path, logfile: Path) -> None:
         (local_bin / name).symlink_to(target)
     # pip (in build steps) trusts the system store, where the host's CA certificates now are.
     (rootfs / "etc/pip.conf").write_text("[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
+    # Like the official slim image: no manuals or package docs (copyright files stay).
+    for docs in ("usr/share/man", "usr/share/info", "usr/share/lintian"):
+        shutil.rmtree(rootfs / docs, ignore_errors=True)
+    for entry in (rootfs / "usr/share/doc").rglob("*"):
+        if entry.is_file() and entry.name != "copyright":
+            entry.unlink()
     for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
         for entry in (rootfs / junk).glob("*"):
             if entry.is_file():

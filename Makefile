@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) dev/stack
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint test test-unit test-stack stack-up stack-down stack-status demo demo-down bench clean
+.PHONY: help venv images lint test test-unit test-stack stack-up stack-down stack-status demo demo-down bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -18,6 +18,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed  ## create .venv with the project and its dev tools
+
+# The operator and runtime images from deploy/docker/Dockerfile, built with buildah on a local
+# base (no registry), saved as docker archives under ~/.cache/lambda-sink/images/<inputs digest>/.
+images: venv  ## build the operator and runtime images (cached by a digest of their inputs)
+	$(PY) dev/images.py
 
 STACK_TEST_DIRS := tests/integration tests/cluster tests/e2e
 
@@ -45,7 +50,7 @@ stack-status: venv  ## what runs and where
 	$(STACK) status
 
 # The whole suite on the real local stack; the stack is stopped whatever the outcome.
-test: venv  ## the whole suite: starts the real stack, runs every test, stops the stack
+test: venv images  ## the whole suite: builds the images, starts the real stack, runs every test, stops it
 	$(STACK) up
 	set -o pipefail; rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; $(STACK) down; exit $$rc
 

@@ -29,7 +29,8 @@ from .worker_status import WorkerReport
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RUNTIME_IMAGE = "lambdasink-runtime:0.1.0"
+# The chart's default runtimeImage and what `make images` tags (tests/unit/test_image_names.py).
+DEFAULT_RUNTIME_IMAGE = "lambda-sink/runtime:0.1.0"
 #: What validation sees for a Secret key that is set: the runtime only checks it is not blank.
 SET_PLACEHOLDER = "<set>"
 

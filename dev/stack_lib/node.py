@@ -13,16 +13,19 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from . import build, netplan, node_images, procs
 from .certs import issue_cert
-from .common import VERSIONS, StackError, cache_dir, free_port, http_get, log, state_dir, wait_until
+from .common import VERSIONS, StackError, free_port, http_get, log, state_dir, wait_until
 
 NODE_NAME = "lambdasink-node"
+ApiGet = Callable[[str], tuple[int, bytes]]  # GET an apiserver path: (status, body)
 # Debian packages the node needs, by a file each one provides.
 PACKAGES = {
     "/usr/sbin/runc": "runc",
@@ -126,6 +129,8 @@ disabled_plugins = [
     snapshotter = 'overlayfs'
     [plugins.'io.containerd.cri.v1.images'.pinned_images]
       sandbox = '{pause_ref}'
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = '{p["dir"] / "certs.d"}'
   [plugins.'io.containerd.cri.v1.runtime']
     enable_selinux = false
     # root may not lower a process's oom_score_adj on this kind of machine
@@ -148,6 +153,20 @@ disabled_plugins = [
     stream_server_address = '127.0.0.1'
     stream_server_port = '0'
 """
+
+
+# Every registry (`_default`) resolves to a closed port on loopback: an image that was not
+# imported fails to pull on this machine instead of sending anything out of it.
+NO_REGISTRY = "http://127.0.0.1:9"
+
+
+def write_registry_hosts(certs_d: Path) -> None:
+    d = certs_d / "_default"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "hosts.toml").write_text(
+        f'server = "{NO_REGISTRY}"\n\n'
+        f'[host."{NO_REGISTRY}"]\n  capabilities = ["pull", "resolve"]\n'
+    )
 
 
 def cni_config(net: dict[str, Any], p: dict[str, Path]) -> dict[str, Any]:
@@ -208,6 +227,7 @@ def start_containerd(net: dict[str, Any]) -> dict[str, Any]:
             json.dumps(cni_config(net, p), indent=2) + "\n"
         )
         p["config"].write_text(containerd_config(p, pause_ref))
+        write_registry_hosts(p["dir"] / "certs.d")
         p["socket"].unlink(missing_ok=True)
         log(f"containerd: starting {VERSIONS['CONTAINERD_VERSION']} ({p['socket']})")
         procs.start("containerd", [build.binaries()["containerd"], "--config", str(p["config"])])
@@ -222,10 +242,12 @@ def start_containerd(net: dict[str, Any]) -> dict[str, Any]:
         }
         wait_until(
             "containerd (CRI)",
-            lambda: subprocess.run(
-                [*crictl_cmd(), "version"], capture_output=True, timeout=10, check=False
-            ).returncode
-            == 0,
+            lambda: (
+                subprocess.run(
+                    [*crictl_cmd(), "version"], capture_output=True, timeout=10, check=False
+                ).returncode
+                == 0
+            ),
             timeout=60,
             alive=lambda: procs.running("containerd"),
             logfile=procs.log_file("containerd"),
@@ -239,7 +261,7 @@ def start_containerd(net: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
-# --- kubelet and scheduler -------------------------------------------------------------------------
+# --- kubelet and scheduler ---------------------------------------------------------------------
 
 
 def kubelet_ready(rec: dict[str, Any]) -> bool:
@@ -247,7 +269,7 @@ def kubelet_ready(rec: dict[str, Any]) -> bool:
     return status == 200 and body.strip() == b"ok"
 
 
-def node_ready(api_get: Any) -> bool:
+def node_ready(api_get: ApiGet) -> bool:
     """The Node object's Ready condition (the kubelet's own report, with the CNI config)."""
     status, body = api_get(f"/api/v1/nodes/{NODE_NAME}")
     if status != 200:
@@ -257,7 +279,11 @@ def node_ready(api_get: Any) -> bool:
 
 
 def start_kubelet(
-    api: dict[str, Any], net: dict[str, Any], runtime: dict[str, Any], node_token: str, kubeconfig: Any
+    api: dict[str, Any],
+    net: dict[str, Any],
+    runtime: dict[str, Any],
+    node_token: str,
+    kubeconfig: Any,
 ) -> dict[str, Any]:
     kdir = node_dir() / "kubelet"
     kdir.mkdir(parents=True, exist_ok=True)
@@ -267,7 +293,9 @@ def start_kubelet(
         (net["gateway"],), (NODE_NAME,), "serverAuth",
     )  # fmt: skip
     kcfg = kdir / "kubelet.kubeconfig"
-    kcfg.write_text(kubeconfig(api["server"], Path(api["caFile"]), f"system:node:{NODE_NAME}", node_token))
+    kcfg.write_text(
+        kubeconfig(api["server"], Path(api["caFile"]), f"system:node:{NODE_NAME}", node_token)
+    )
     kcfg.chmod(0o600)
     port, healthz = free_port(10250, host=net["gateway"]), free_port(10248)
     config = {
@@ -352,8 +380,6 @@ def start_kubelet(
 
 
 def scheduler_ready(rec: dict[str, Any]) -> bool:
-    import ssl
-
     ctx = ssl._create_unverified_context()  # self-signed serving cert on loopback
     return http_get(f"https://127.0.0.1:{rec['port']}/healthz", timeout=3, context=ctx)[0] == 200
 
@@ -391,7 +417,7 @@ def start_scheduler(api: dict[str, Any], token: str, kubeconfig: Any) -> dict[st
     return rec
 
 
-# --- teardown --------------------------------------------------------------------------------------
+# --- teardown ----------------------------------------------------------------------------------
 
 
 def _mounts_under(prefixes: list[str]) -> list[str]:
@@ -522,7 +548,9 @@ def _remove_cgroups(name: str) -> int:
     removed = 0
     base = Path("/sys/fs/cgroup")
     for top in base.glob(f"*/{name}"):
-        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda x: len(x.parts), reverse=True):
+        for d in sorted(
+            (p for p in top.rglob("*") if p.is_dir()), key=lambda x: len(x.parts), reverse=True
+        ):
             with contextlib.suppress(OSError):
                 d.rmdir()
         with contextlib.suppress(OSError):
@@ -540,15 +568,27 @@ def mode() -> str:
     return value
 
 
-def start(api: dict[str, Any], net: dict[str, Any], runtime: dict[str, Any], kubeconfig: Any, api_get: Any) -> dict[str, Any]:
+def start(
+    api: dict[str, Any],
+    net: dict[str, Any],
+    runtime: dict[str, Any],
+    kubeconfig: Any,
+    api_get: ApiGet,
+) -> dict[str, Any]:
     """Scheduler and kubelet against a running apiserver; waits for the Node to be Ready."""
     netplan.ensure_service_nat(net, int(api["port"]))
     sched = procs.record("kube-scheduler")
-    if not (sched and procs.running("kube-scheduler") and sched.get("apiStartedAt") == api.get("startedAt")):
+    if not (
+        sched
+        and procs.running("kube-scheduler")
+        and sched.get("apiStartedAt") == api.get("startedAt")
+    ):
         procs.stop("kube-scheduler")
         sched = start_scheduler(api, api["schedulerToken"], kubeconfig)
     kubelet = procs.record("kubelet")
-    if not (kubelet and procs.running("kubelet") and kubelet.get("apiStartedAt") == api.get("startedAt")):
+    if not (
+        kubelet and procs.running("kubelet") and kubelet.get("apiStartedAt") == api.get("startedAt")
+    ):
         procs.stop("kubelet")
         kubelet = start_kubelet(api, net, runtime, api["nodeToken"], kubeconfig)
         kubelet["apiStartedAt"] = api.get("startedAt")

@@ -88,6 +88,10 @@ def _blob(out: tarfile.TarFile, data: bytes) -> dict[str, Any]:
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
+def js(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True).encode()
+
+
 def write_oci_archive(path: Path, ref: str, layer: bytes, config: dict[str, Any]) -> None:
     """An OCI image layout tar holding one image named `ref` (containerd reads the name from
     the io.containerd.image.name annotation)."""
@@ -98,7 +102,6 @@ def write_oci_archive(path: Path, ref: str, layer: bytes, config: dict[str, Any]
         "config": config,
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     }
-    js = lambda d: json.dumps(d, sort_keys=True).encode()  # noqa: E731
     with tarfile.open(path, "w") as out:
         layout = js({"imageLayoutVersion": "1.0.0"})
         info = tarfile.TarInfo("oci-layout")
@@ -168,14 +171,17 @@ def pause_image() -> tuple[str, Path]:
         src.unlink()
         return {"pause": (data, 0o755)}, {"Entrypoint": ["/pause"], "User": "65535:65535"}
 
-    version = subprocess.run([gcc, "-dumpfullversion"], capture_output=True, text=True).stdout
+    version = subprocess.run(
+        [gcc, "-dumpfullversion"], capture_output=True, text=True, check=False
+    ).stdout
     return _image("pause", PAUSE_C + version, make)
 
 
 BUSYBOX = Path("/bin/busybox")
 
-KUBE_PROBE_GO = r"""// kube-probe GETs an API path the way in-cluster clients do: KUBERNETES_SERVICE_HOST/PORT
-// (the `kubernetes` Service, set by the kubelet), the ServiceAccount token and CA it mounts.
+KUBE_PROBE_GO = r"""// kube-probe GETs an API path the way in-cluster clients do: through the
+// `kubernetes` Service (KUBERNETES_SERVICE_HOST/PORT, set by the kubelet) with the
+// ServiceAccount token and CA the kubelet mounts.
 package main
 
 import (
@@ -208,7 +214,8 @@ func main() {
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
 	}
-	host := net.JoinHostPort(os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT"))
+	host := net.JoinHostPort(
+		os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT"))
 	req, _ := http.NewRequest("GET", "https://"+host+os.Args[1], nil)
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
 	resp, err := client.Do(req)
@@ -263,7 +270,10 @@ def toolbox_image() -> tuple[str, Path]:
         for applet in applets:
             if applet != "busybox":
                 files[f"bin/{applet}"] = "bin/busybox"
-        files["etc/passwd"] = (b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n", 0o644)
+        files["etc/passwd"] = (
+            b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n",
+            0o644,
+        )
         files["etc/group"] = (b"root:x:0:\nnogroup:x:65534:\n", 0o644)
         files["tmp/.keep"] = (b"", 0o644)
         return files, {"Cmd": ["sh"], "Env": ["PATH=/bin"]}

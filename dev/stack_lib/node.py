@@ -252,13 +252,18 @@ def start_containerd(net: dict[str, Any]) -> dict[str, Any]:
             alive=lambda: procs.running("containerd"),
             logfile=procs.log_file("containerd"),
         )
-        p["imported"].unlink(missing_ok=True)
-    archives = [pause_tar, toolbox_tar, *node_images.project_archives()]
-    node_images.import_images(ctr_cmd(), archives, p["imported"])
+    node_images.import_images(ctr_cmd(), [pause_tar, toolbox_tar], p["imported"])
     rec["toolboxImage"] = toolbox_ref
-    rec["imageArchives"] = [str(a) for a in archives]
+    rec["projectImages"] = import_project_images()
     procs.save_record("containerd", rec)
     return rec
+
+
+def import_project_images() -> list[str]:
+    """Import the operator and runtime images (if built) into the running containerd."""
+    archives = node_images.project_archives()
+    node_images.import_images(ctr_cmd(), archives, containerd_paths()["imported"])
+    return [str(a) for a in archives]
 
 
 # --- kubelet and scheduler ---------------------------------------------------------------------

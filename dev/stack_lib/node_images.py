@@ -3,7 +3,8 @@
 - the pause image (the pod sandbox): a tiny static C program that sleeps until signalled;
 - `lambdasink.local/toolbox`: Debian's static busybox (a shell, nc, wget, httpd) and
   `kube-probe`, an in-cluster API client in Go, in a scratch image: for tests and debugging;
-- the project's images: every OCI or docker archive in <cache>/images/ (see `IMAGE_ARCHIVES`).
+- the project's operator and runtime images, when `make images` built them for the current
+  sources (see `project_archives`).
 
 Archives are OCI image layouts written by hand (one uncompressed layer), cached under
 <cache>/node-images/ by a digest of their inputs.
@@ -12,6 +13,7 @@ Archives are OCI image layouts written by hand (one uncompressed layer), cached 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -23,13 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from .common import StackError, atomic_dir, cache_dir, log
-
-# Contract with `make images` (the operator and runtime images): it leaves one archive per image
-# here, named *.tar (docker-archive or oci-archive that carries its image name, e.g. what
-# `buildah push IMAGE docker-archive:PATH:NAME` or `oci-archive:PATH:NAME` writes), written
-# under another name and renamed when complete. `dev/stack up` imports every one into the
-# node's containerd (namespace k8s.io) so pods use them with imagePullPolicy IfNotPresent.
-IMAGE_ARCHIVES = "images"
 
 PAUSE_C = r"""
 /* The pod sandbox's process: holds the pod's namespaces, reaps zombies, ends on a signal. */
@@ -283,13 +278,35 @@ def toolbox_image() -> tuple[str, Path]:
 
 
 def project_archives() -> list[Path]:
-    d = cache_dir() / IMAGE_ARCHIVES
-    return sorted(d.glob("*.tar")) if d.is_dir() else []
+    """The docker archives of the operator and runtime images for the current sources, if
+    `make images` built them (nothing is built here: `up` must not wait for an image build).
+
+    Contract with stack_lib/images.py (`make images`): `built_images()` returns
+    {image reference: archive} for the current inputs, {} when not built; each archive carries
+    its reference, so `ctr images import` names the image as the chart and the operator do.
+    Until that function exists, its cache layout is read: <images_dir>/<inputs digest[:24]>/
+    images.json {"images": {ref: {"archive": file name}}}.
+    """
+    try:
+        images = importlib.import_module(f"{__package__}.images")
+    except ModuleNotFoundError:
+        return []
+    built = getattr(images, "built_images", None)
+    if built is not None:
+        return sorted(Path(p) for p in built().values())
+    final = Path(images.images_dir()) / str(images.inputs_digest())[:24]
+    try:
+        entries = json.loads((final / "images.json").read_text())["images"]
+    except (OSError, ValueError, KeyError):
+        return []
+    archives = [final / str(e["archive"]) for e in entries.values()]
+    return sorted(a for a in archives if a.exists())
 
 
 def import_images(ctr: list[str], archives: list[Path], done_file: Path) -> list[str]:
     """`ctr -n k8s.io images import` each archive not imported into this containerd yet (by
-    path, size and mtime, remembered in done_file). Returns the archives imported now."""
+    path, size and mtime, remembered in done_file next to containerd's root, which keeps its
+    images across restarts). Returns the archives imported now."""
     try:
         done: dict[str, str] = json.loads(done_file.read_text())
     except (OSError, ValueError):
@@ -310,7 +327,7 @@ def import_images(ctr: list[str], archives: list[Path], done_file: Path) -> list
             raise StackError(f"importing {archive} into containerd failed: {out.stderr.strip()}")
         done[str(archive)] = stamp
         imported.append(str(archive))
-        log(f"node: imported {archive.name}")
+        log(f"node: imported {archive.parent.name}/{archive.name}")
     with tempfile.NamedTemporaryFile("w", dir=done_file.parent, delete=False) as tmp:
         json.dump(done, tmp)
     os.replace(tmp.name, done_file)

@@ -466,11 +466,18 @@ def teardown_runtime() -> list[str]:
             check=False,
         )
         if out.returncode == 0 and out.stdout.strip():
-            done.append(f"{len(out.stdout.splitlines())} pod sandbox(es) removed")
+            removed = [ln for ln in out.stdout.splitlines() if ln.startswith("Removed")]
+            done.append(f"{len(removed)} pod sandbox(es) removed")
         elif out.returncode != 0:
             log(f"node: crictl rmp failed: {out.stderr.strip()}")
     if procs.stop("containerd"):
         done.append("containerd stopped")
+    # Containers whose containerd died (a killed `up`, a crash) outlive their shims: every
+    # process in the kubelet's cgroup root is one of this node's containers.
+    if netplan.net_file().exists():
+        tasks = _kill_cgroup_tasks(f"lambdasink-{netplan.plan()['id']}")
+        if tasks:
+            done.append(f"{tasks} container process(es) killed")
     shims = _our_shims()
     for pid in shims:
         with contextlib.suppress(ProcessLookupError):
@@ -548,6 +555,18 @@ def ensure_cgroups(name: str) -> None:
                     (d / f).write_text((hierarchy / f).read_text())
 
 
+def _kill_cgroup_tasks(name: str) -> int:
+    pids: set[int] = set()
+    for top in Path("/sys/fs/cgroup").glob(f"*/{name}"):
+        for procs_file in top.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(x) for x in procs_file.read_text().split())
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
+
+
 def _remove_cgroups(name: str) -> int:
     """rmdir the kubelet's cgroup tree (/<name> in every v1 hierarchy), deepest first."""
     removed = 0
@@ -565,12 +584,29 @@ def _remove_cgroups(name: str) -> int:
 
 
 def mode() -> str:
-    """`kubelet` (the default: a real node) or `agent` (no kubelet and no scheduler, for what
-    still runs pods with dev/node_agent.py: both would claim the same pending pods)."""
+    """What `up` starts: `kubelet` (the default: a real node) or `agent` (no kubelet and no
+    scheduler, for what still runs pods with dev/node_agent.py), from LAMBDASINK_NODE."""
     value = os.environ.get("LAMBDASINK_NODE", "kubelet")
     if value not in ("kubelet", "agent"):
         raise StackError(f"LAMBDASINK_NODE={value!r}: choose kubelet (default) or agent")
     return value
+
+
+def mode_file() -> Path:
+    return node_dir() / "mode"
+
+
+def running_mode() -> str:
+    """The mode the last `up` started (what `status` and `down` look at), else `mode()`."""
+    try:
+        return mode_file().read_text().strip()
+    except OSError:
+        return mode()
+
+
+def record_mode(value: str) -> None:
+    node_dir().mkdir(parents=True, exist_ok=True)
+    mode_file().write_text(value + "\n")
 
 
 def start(

@@ -274,12 +274,17 @@ def kubelet_ready(rec: dict[str, Any]) -> bool:
     return status == 200 and body.strip() == b"ok"
 
 
-def node_ready(api_get: ApiGet) -> bool:
-    """The Node object's Ready condition (the kubelet's own report, with the CNI config)."""
+def node_object(api_get: ApiGet) -> dict[str, Any]:
     status, body = api_get(f"/api/v1/nodes/{NODE_NAME}")
     if status != 200:
-        return False
-    conds = json.loads(body).get("status", {}).get("conditions", [])
+        return {}
+    doc: dict[str, Any] = json.loads(body)
+    return doc
+
+
+def node_ready(api_get: ApiGet) -> bool:
+    """The Node object's Ready condition (the kubelet's own report, with the CNI config)."""
+    conds = node_object(api_get).get("status", {}).get("conditions", [])
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 

@@ -54,6 +54,8 @@ def ensure_packages() -> None:
         ["apt-get", "update", "-q"],
         ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
     ):
+        # another developer's apt-get may hold the lock: wait for it instead of failing
+        cmd[1:1] = ["-o", "DPkg::Lock::Timeout=600"]
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if out.returncode != 0:
             raise StackError(f"{' '.join(cmd)} failed: {out.stdout[-1500:]}{out.stderr[-1500:]}")
@@ -215,6 +217,12 @@ def containerd_ready() -> bool:
 
 def start_containerd(net: dict[str, Any]) -> dict[str, Any]:
     p = containerd_paths()
+    ttrpc = f"{p['socket']}.ttrpc"
+    if len(ttrpc) > 100:  # sun_path holds 108 bytes
+        raise StackError(
+            f"containerd's socket path {ttrpc} is too long for a unix socket;"
+            " set LAMBDASINK_STATE_DIR to a shorter directory"
+        )
     pause_ref, pause_tar = node_images.pause_image()
     toolbox_ref, toolbox_tar = node_images.toolbox_image()
     rec = procs.record("containerd")

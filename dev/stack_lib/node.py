@@ -146,6 +146,7 @@ disabled_plugins = [
         [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
           BinaryName = '{shutil.which("runc") or "/usr/sbin/runc"}'
           SystemdCgroup = false
+          Root = '{p["state"] / "runc"}'  # runc's state, private too
     [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = ['{CNI_BIN}']
       conf_dir = '{p["cni_conf"]}'
@@ -226,15 +227,19 @@ def start_containerd(net: dict[str, Any]) -> dict[str, Any]:
     pause_ref, pause_tar = node_images.pause_image()
     toolbox_ref, toolbox_tar = node_images.toolbox_image()
     rec = procs.record("containerd")
-    if not (rec and procs.running("containerd") and rec.get("pauseImage") == pause_ref):
+    config = containerd_config(p, pause_ref)
+    current = p["config"].read_text() if p["config"].exists() else ""
+    # A running containerd is kept only if it runs this very configuration.
+    if not (rec and procs.running("containerd") and current == config):
         if procs.pid_of("containerd") is not None:
-            teardown_runtime()
+            for what in teardown_runtime():
+                log(f"node: {what} (a stale or differently configured runtime)")
         for sub in ("dir", "cni_conf", "cni_data"):
             p[sub].mkdir(parents=True, exist_ok=True)
         (p["cni_conf"] / "10-lambdasink.conflist").write_text(
             json.dumps(cni_config(net, p), indent=2) + "\n"
         )
-        p["config"].write_text(containerd_config(p, pause_ref))
+        p["config"].write_text(config)
         write_registry_hosts(p["dir"] / "certs.d")
         p["socket"].unlink(missing_ok=True)
         log(f"containerd: starting {VERSIONS['CONTAINERD_VERSION']} ({p['socket']})")

@@ -281,26 +281,15 @@ def project_archives() -> list[Path]:
     """The docker archives of the operator and runtime images for the current sources, if
     `make images` built them (nothing is built here: `up` must not wait for an image build).
 
-    Contract with stack_lib/images.py (`make images`): `built_images()` returns
+    Contract with stack_lib/images.py (`make images`, images branch): `built_images()` returns
     {image reference: archive} for the current inputs, {} when not built; each archive carries
     its reference, so `ctr images import` names the image as the chart and the operator do.
-    Until that function exists, its cache layout is read: <images_dir>/<inputs digest[:24]>/
-    images.json {"images": {ref: {"archive": file name}}}.
     """
     try:
         images = importlib.import_module(f"{__package__}.images")
     except ModuleNotFoundError:
         return []
-    built = getattr(images, "built_images", None)
-    if built is not None:
-        return sorted(Path(p) for p in built().values())
-    final = Path(images.images_dir()) / str(images.inputs_digest())[:24]
-    try:
-        entries = json.loads((final / "images.json").read_text())["images"]
-    except (OSError, ValueError, KeyError):
-        return []
-    archives = [final / str(e["archive"]) for e in entries.values()]
-    return sorted(a for a in archives if a.exists())
+    return sorted(Path(p) for p in images.built_images().values())
 
 
 def import_images(ctr: list[str], archives: list[Path], done_file: Path) -> list[str]:

@@ -18,6 +18,12 @@ from .runner import POD_IP, AgentSettings, PodWorker, kill_recorded, now_rfc3339
 LOG = logging.getLogger("node-agent")
 
 
+# The stack's real node (dev/stack_lib/node.py's NODE_NAME) and the annotation each running agent
+# leaves on it while it keeps it cordoned.
+REAL_NODE = "lambdasink-node"
+CORDON_ANNOTATION = "lambdasink.dev/cordoned-by-node-agent-"
+
+
 def kill_orphans(state_dir: Path, node: str) -> int:
     """Kill processes a previous agent of `node` (killed hard) left behind; returns how many."""
     killed = 0
@@ -308,9 +314,42 @@ class NodeAgent:
         """Processes a previous agent (killed hard) left behind."""
         kill_orphans(self.settings.state_dir, self.name)
 
+    def cordon_real_node(self) -> None:
+        """Cordon the stack's real node (dev/stack's kubelet) while this agent runs: its
+        scheduler would bind the pending pods this agent is meant to run."""
+        path = f"/api/v1/nodes/{REAL_NODE}"
+        if self.kube.get_or_none(path) is None:
+            return
+        self.kube.merge_patch(
+            path,
+            {
+                "metadata": {"annotations": {CORDON_ANNOTATION + self.name: "true"}},
+                "spec": {"unschedulable": True},
+            },
+        )
+        LOG.info("cordoned the real node %s while this agent runs", REAL_NODE)
+
+    def uncordon_real_node(self) -> None:
+        """Undo `cordon_real_node` once no other agent holds it cordoned."""
+        path = f"/api/v1/nodes/{REAL_NODE}"
+        node = self.kube.get_or_none(path)
+        if node is None:
+            return
+        annotations = node["metadata"].get("annotations") or {}
+        mine = CORDON_ANNOTATION + self.name
+        if mine not in annotations:
+            return
+        others = [k for k in annotations if k.startswith(CORDON_ANNOTATION) and k != mine]
+        patch: JSON = {"metadata": {"annotations": {mine: None}}}
+        if not others:
+            patch["spec"] = {"unschedulable": None}
+        self.kube.merge_patch(path, patch)
+        LOG.info("released the real node %s%s", REAL_NODE, "" if others else " (uncordoned)")
+
     def run(self, ready_file: Path | None = None) -> None:
         self.kill_orphans()
         self.register()
+        self.cordon_real_node()
         threads = [
             threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
             threading.Thread(target=self._watch_loop, name="watch", daemon=True),
@@ -340,6 +379,8 @@ class NodeAgent:
             worker.wake.set()
         for worker in self.workers.values():
             worker.join(timeout=20)
+        with contextlib.suppress(KubeError):
+            self.uncordon_real_node()
         if delete_node:
             self.delete_node()
 

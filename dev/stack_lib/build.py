@@ -358,7 +358,8 @@ def install_containerd() -> Path:
         VERSIONS["CONTAINERD_VERSION"],
         ["containerd", "containerd-shim-runc-v2", "ctr"],
         ldflags=lambda: (
-            f"-X github.com/containerd/containerd/v2/version.Version={VERSIONS['CONTAINERD_VERSION']}"
+            "-X github.com/containerd/containerd/v2/version.Version="
+            + VERSIONS["CONTAINERD_VERSION"]
         ),
     )
 
@@ -371,7 +372,9 @@ def install_crictl() -> Path:
         "sigs.k8s.io/cri-tools/cmd/crictl",
         VERSIONS["CRICTL_VERSION"],
         ["crictl"],
-        ldflags=lambda: f"-X sigs.k8s.io/cri-tools/pkg/version.Version={VERSIONS['CRICTL_VERSION']}",
+        ldflags=lambda: (
+            f"-X sigs.k8s.io/cri-tools/pkg/version.Version={VERSIONS['CRICTL_VERSION']}"
+        ),
     )
 
 

@@ -20,7 +20,6 @@ from typing import Any
 
 from . import build, procs
 from .certs import ensure_pki, issue_cert
-from .node import NODE_NAME
 from .common import (
     REPO,
     VERSIONS,
@@ -32,6 +31,7 @@ from .common import (
     state_dir,
     wait_until,
 )
+from .node import NODE_NAME
 
 HANDLERS_DIR = REPO / "tests" / "lambda_handlers"
 GATEWAY = REPO / "dev" / "lambda_gateway.py"
@@ -392,7 +392,11 @@ def ensure_tokens(path: Path) -> dict[str, str]:
 def start_apiserver(etcd: dict[str, Any], net: dict[str, Any]) -> dict[str, Any]:
     rec = reuse("kube-apiserver", apiserver_ready)
     # An apiserver outlives no etcd restart: a fresh etcd (wiped data) means a fresh apiserver.
-    if rec and rec.get("etcdStartedAt") == etcd.get("startedAt") and rec.get("address") == net["gateway"]:
+    if (
+        rec
+        and rec.get("etcdStartedAt") == etcd.get("startedAt")
+        and rec.get("address") == net["gateway"]
+    ):
         return rec
     if rec:
         procs.stop("kube-apiserver")

@@ -22,7 +22,7 @@ from .common import StackError, log, state_dir, write_json
 
 # 10.244.<n>.0/24: <n> from the state dir's hash, the next free one if another stack (or
 # anything else on this machine) already routes it.
-POOL = ipaddress.ip_network("10.244.0.0/16")
+POOL = ipaddress.IPv4Network("10.244.0.0/16")
 # The apiserver's --service-cluster-ip-range and the ClusterIP of the `kubernetes` Service.
 SERVICE_CIDR = "10.0.0.0/24"
 KUBERNETES_SERVICE_IP = "10.0.0.1"
@@ -40,13 +40,13 @@ def net_file() -> Path:
 
 
 def routed_subnets() -> set[ipaddress.IPv4Network]:
-    nets = set()
+    nets: set[ipaddress.IPv4Network] = set()
     for line in sh("ip", "-4", "route", "show", "table", "all").stdout.splitlines():
         dest = line.split()[0] if line.split() else ""
         if dest in ("local", "broadcast"):
             dest = line.split()[1]
         try:
-            nets.add(ipaddress.ip_network(dest, strict=False))
+            nets.add(ipaddress.IPv4Network(dest, strict=False))
         except ValueError:
             continue
     return nets

@@ -13,16 +13,19 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from . import build, netplan, node_images, procs
 from .certs import issue_cert
-from .common import VERSIONS, StackError, cache_dir, free_port, http_get, log, state_dir, wait_until
+from .common import VERSIONS, StackError, free_port, http_get, log, state_dir, wait_until
 
 NODE_NAME = "lambdasink-node"
+ApiGet = Callable[[str], tuple[int, bytes]]  # GET an apiserver path: (status, body)
 # Debian packages the node needs, by a file each one provides.
 PACKAGES = {
     "/usr/sbin/runc": "runc",
@@ -51,6 +54,8 @@ def ensure_packages() -> None:
         ["apt-get", "update", "-q"],
         ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
     ):
+        # another developer's apt-get may hold the lock: wait for it instead of failing
+        cmd[1:1] = ["-o", "DPkg::Lock::Timeout=600"]
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if out.returncode != 0:
             raise StackError(f"{' '.join(cmd)} failed: {out.stdout[-1500:]}{out.stderr[-1500:]}")
@@ -126,6 +131,8 @@ disabled_plugins = [
     snapshotter = 'overlayfs'
     [plugins.'io.containerd.cri.v1.images'.pinned_images]
       sandbox = '{pause_ref}'
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = '{p["dir"] / "certs.d"}'
   [plugins.'io.containerd.cri.v1.runtime']
     enable_selinux = false
     # root may not lower a process's oom_score_adj on this kind of machine
@@ -139,6 +146,7 @@ disabled_plugins = [
         [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
           BinaryName = '{shutil.which("runc") or "/usr/sbin/runc"}'
           SystemdCgroup = false
+          Root = '{p["state"] / "runc"}'  # runc's state, private too
     [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = ['{CNI_BIN}']
       conf_dir = '{p["cni_conf"]}'
@@ -148,6 +156,20 @@ disabled_plugins = [
     stream_server_address = '127.0.0.1'
     stream_server_port = '0'
 """
+
+
+# Every registry (`_default`) resolves to a closed port on loopback: an image that was not
+# imported fails to pull on this machine instead of sending anything out of it.
+NO_REGISTRY = "http://127.0.0.1:9"
+
+
+def write_registry_hosts(certs_d: Path) -> None:
+    d = certs_d / "_default"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "hosts.toml").write_text(
+        f'server = "{NO_REGISTRY}"\n\n'
+        f'[host."{NO_REGISTRY}"]\n  capabilities = ["pull", "resolve"]\n'
+    )
 
 
 def cni_config(net: dict[str, Any], p: dict[str, Path]) -> dict[str, Any]:
@@ -196,18 +218,29 @@ def containerd_ready() -> bool:
 
 def start_containerd(net: dict[str, Any]) -> dict[str, Any]:
     p = containerd_paths()
+    ttrpc = f"{p['socket']}.ttrpc"
+    if len(ttrpc) > 100:  # sun_path holds 108 bytes
+        raise StackError(
+            f"containerd's socket path {ttrpc} is too long for a unix socket;"
+            " set LAMBDASINK_STATE_DIR to a shorter directory"
+        )
     pause_ref, pause_tar = node_images.pause_image()
     toolbox_ref, toolbox_tar = node_images.toolbox_image()
     rec = procs.record("containerd")
-    if not (rec and procs.running("containerd") and rec.get("pauseImage") == pause_ref):
+    config = containerd_config(p, pause_ref)
+    current = p["config"].read_text() if p["config"].exists() else ""
+    # A running containerd is kept only if it runs this very configuration.
+    if not (rec and procs.running("containerd") and current == config):
         if procs.pid_of("containerd") is not None:
-            teardown_runtime()
+            for what in teardown_runtime():
+                log(f"node: {what} (a stale or differently configured runtime)")
         for sub in ("dir", "cni_conf", "cni_data"):
             p[sub].mkdir(parents=True, exist_ok=True)
         (p["cni_conf"] / "10-lambdasink.conflist").write_text(
             json.dumps(cni_config(net, p), indent=2) + "\n"
         )
-        p["config"].write_text(containerd_config(p, pause_ref))
+        p["config"].write_text(config)
+        write_registry_hosts(p["dir"] / "certs.d")
         p["socket"].unlink(missing_ok=True)
         log(f"containerd: starting {VERSIONS['CONTAINERD_VERSION']} ({p['socket']})")
         procs.start("containerd", [build.binaries()["containerd"], "--config", str(p["config"])])
@@ -222,24 +255,31 @@ def start_containerd(net: dict[str, Any]) -> dict[str, Any]:
         }
         wait_until(
             "containerd (CRI)",
-            lambda: subprocess.run(
-                [*crictl_cmd(), "version"], capture_output=True, timeout=10, check=False
-            ).returncode
-            == 0,
+            lambda: (
+                subprocess.run(
+                    [*crictl_cmd(), "version"], capture_output=True, timeout=10, check=False
+                ).returncode
+                == 0
+            ),
             timeout=60,
             alive=lambda: procs.running("containerd"),
             logfile=procs.log_file("containerd"),
         )
-        p["imported"].unlink(missing_ok=True)
-    archives = [pause_tar, toolbox_tar, *node_images.project_archives()]
-    node_images.import_images(ctr_cmd(), archives, p["imported"])
+    node_images.import_images(ctr_cmd(), [pause_tar, toolbox_tar], p["imported"])
     rec["toolboxImage"] = toolbox_ref
-    rec["imageArchives"] = [str(a) for a in archives]
+    rec["projectImages"] = import_project_images()
     procs.save_record("containerd", rec)
     return rec
 
 
-# --- kubelet and scheduler -------------------------------------------------------------------------
+def import_project_images() -> list[str]:
+    """Import the operator and runtime images (if built) into the running containerd."""
+    archives = node_images.project_archives()
+    node_images.import_images(ctr_cmd(), archives, containerd_paths()["imported"])
+    return [str(a) for a in archives]
+
+
+# --- kubelet and scheduler ---------------------------------------------------------------------
 
 
 def kubelet_ready(rec: dict[str, Any]) -> bool:
@@ -247,17 +287,26 @@ def kubelet_ready(rec: dict[str, Any]) -> bool:
     return status == 200 and body.strip() == b"ok"
 
 
-def node_ready(api_get: Any) -> bool:
-    """The Node object's Ready condition (the kubelet's own report, with the CNI config)."""
+def node_object(api_get: ApiGet) -> dict[str, Any]:
     status, body = api_get(f"/api/v1/nodes/{NODE_NAME}")
     if status != 200:
-        return False
-    conds = json.loads(body).get("status", {}).get("conditions", [])
+        return {}
+    doc: dict[str, Any] = json.loads(body)
+    return doc
+
+
+def node_ready(api_get: ApiGet) -> bool:
+    """The Node object's Ready condition (the kubelet's own report, with the CNI config)."""
+    conds = node_object(api_get).get("status", {}).get("conditions", [])
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 
 def start_kubelet(
-    api: dict[str, Any], net: dict[str, Any], runtime: dict[str, Any], node_token: str, kubeconfig: Any
+    api: dict[str, Any],
+    net: dict[str, Any],
+    runtime: dict[str, Any],
+    node_token: str,
+    kubeconfig: Any,
 ) -> dict[str, Any]:
     kdir = node_dir() / "kubelet"
     kdir.mkdir(parents=True, exist_ok=True)
@@ -267,7 +316,9 @@ def start_kubelet(
         (net["gateway"],), (NODE_NAME,), "serverAuth",
     )  # fmt: skip
     kcfg = kdir / "kubelet.kubeconfig"
-    kcfg.write_text(kubeconfig(api["server"], Path(api["caFile"]), f"system:node:{NODE_NAME}", node_token))
+    kcfg.write_text(
+        kubeconfig(api["server"], Path(api["caFile"]), f"system:node:{NODE_NAME}", node_token)
+    )
     kcfg.chmod(0o600)
     port, healthz = free_port(10250, host=net["gateway"]), free_port(10248)
     config = {
@@ -352,8 +403,6 @@ def start_kubelet(
 
 
 def scheduler_ready(rec: dict[str, Any]) -> bool:
-    import ssl
-
     ctx = ssl._create_unverified_context()  # self-signed serving cert on loopback
     return http_get(f"https://127.0.0.1:{rec['port']}/healthz", timeout=3, context=ctx)[0] == 200
 
@@ -391,7 +440,7 @@ def start_scheduler(api: dict[str, Any], token: str, kubeconfig: Any) -> dict[st
     return rec
 
 
-# --- teardown --------------------------------------------------------------------------------------
+# --- teardown ----------------------------------------------------------------------------------
 
 
 def _mounts_under(prefixes: list[str]) -> list[str]:
@@ -435,11 +484,18 @@ def teardown_runtime() -> list[str]:
             check=False,
         )
         if out.returncode == 0 and out.stdout.strip():
-            done.append(f"{len(out.stdout.splitlines())} pod sandbox(es) removed")
+            removed = [ln for ln in out.stdout.splitlines() if ln.startswith("Removed")]
+            done.append(f"{len(removed)} pod sandbox(es) removed")
         elif out.returncode != 0:
             log(f"node: crictl rmp failed: {out.stderr.strip()}")
     if procs.stop("containerd"):
         done.append("containerd stopped")
+    # Containers whose containerd died (a killed `up`, a crash) outlive their shims: every
+    # process in the kubelet's cgroup root is one of this node's containers.
+    if netplan.net_file().exists():
+        tasks = _kill_cgroup_tasks(f"lambdasink-{netplan.plan()['id']}")
+        if tasks:
+            done.append(f"{tasks} container process(es) killed")
     shims = _our_shims()
     for pid in shims:
         with contextlib.suppress(ProcessLookupError):
@@ -517,12 +573,26 @@ def ensure_cgroups(name: str) -> None:
                     (d / f).write_text((hierarchy / f).read_text())
 
 
+def _kill_cgroup_tasks(name: str) -> int:
+    pids: set[int] = set()
+    for top in Path("/sys/fs/cgroup").glob(f"*/{name}"):
+        for procs_file in top.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(x) for x in procs_file.read_text().split())
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
+
+
 def _remove_cgroups(name: str) -> int:
     """rmdir the kubelet's cgroup tree (/<name> in every v1 hierarchy), deepest first."""
     removed = 0
     base = Path("/sys/fs/cgroup")
     for top in base.glob(f"*/{name}"):
-        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda x: len(x.parts), reverse=True):
+        for d in sorted(
+            (p for p in top.rglob("*") if p.is_dir()), key=lambda x: len(x.parts), reverse=True
+        ):
             with contextlib.suppress(OSError):
                 d.rmdir()
         with contextlib.suppress(OSError):
@@ -532,23 +602,52 @@ def _remove_cgroups(name: str) -> int:
 
 
 def mode() -> str:
-    """`kubelet` (the default: a real node) or `agent` (no kubelet and no scheduler, for what
-    still runs pods with dev/node_agent.py: both would claim the same pending pods)."""
+    """What `up` starts: `kubelet` (the default: a real node) or `agent` (no kubelet and no
+    scheduler, for what still runs pods with dev/node_agent.py), from LAMBDASINK_NODE."""
     value = os.environ.get("LAMBDASINK_NODE", "kubelet")
     if value not in ("kubelet", "agent"):
         raise StackError(f"LAMBDASINK_NODE={value!r}: choose kubelet (default) or agent")
     return value
 
 
-def start(api: dict[str, Any], net: dict[str, Any], runtime: dict[str, Any], kubeconfig: Any, api_get: Any) -> dict[str, Any]:
+def mode_file() -> Path:
+    return node_dir() / "mode"
+
+
+def running_mode() -> str:
+    """The mode the last `up` started (what `status` and `down` look at), else `mode()`."""
+    try:
+        return mode_file().read_text().strip()
+    except OSError:
+        return mode()
+
+
+def record_mode(value: str) -> None:
+    node_dir().mkdir(parents=True, exist_ok=True)
+    mode_file().write_text(value + "\n")
+
+
+def start(
+    api: dict[str, Any],
+    net: dict[str, Any],
+    runtime: dict[str, Any],
+    kubeconfig: Any,
+    api_get: ApiGet,
+) -> dict[str, Any]:
     """Scheduler and kubelet against a running apiserver; waits for the Node to be Ready."""
     netplan.ensure_service_nat(net, int(api["port"]))
     sched = procs.record("kube-scheduler")
-    if not (sched and procs.running("kube-scheduler") and sched.get("apiStartedAt") == api.get("startedAt")):
+    if not (
+        sched
+        and procs.running("kube-scheduler")
+        and sched.get("apiStartedAt") == api.get("startedAt")
+    ):
         procs.stop("kube-scheduler")
         sched = start_scheduler(api, api["schedulerToken"], kubeconfig)
     kubelet = procs.record("kubelet")
-    if not (kubelet and procs.running("kubelet") and kubelet.get("apiStartedAt") == api.get("startedAt")):
+    if not (
+        kubelet and procs.running("kubelet") and kubelet.get("apiStartedAt") == api.get("startedAt")
+    ):
         procs.stop("kubelet")
         kubelet = start_kubelet(api, net, runtime, api["nodeToken"], kubeconfig)
         kubelet["apiStartedAt"] = api.get("startedAt")

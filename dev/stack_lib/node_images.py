@@ -3,7 +3,8 @@
 - the pause image (the pod sandbox): a tiny static C program that sleeps until signalled;
 - `lambdasink.local/toolbox`: Debian's static busybox (a shell, nc, wget, httpd) and
   `kube-probe`, an in-cluster API client in Go, in a scratch image: for tests and debugging;
-- the project's images: every OCI or docker archive in <cache>/images/ (see `IMAGE_ARCHIVES`).
+- the project's operator and runtime images, when `make images` built them for the current
+  sources (see `project_archives`).
 
 Archives are OCI image layouts written by hand (one uncompressed layer), cached under
 <cache>/node-images/ by a digest of their inputs.
@@ -12,6 +13,7 @@ Archives are OCI image layouts written by hand (one uncompressed layer), cached 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -23,13 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from .common import StackError, atomic_dir, cache_dir, log
-
-# Contract with `make images` (the operator and runtime images): it leaves one archive per image
-# here, named *.tar (docker-archive or oci-archive that carries its image name, e.g. what
-# `buildah push IMAGE docker-archive:PATH:NAME` or `oci-archive:PATH:NAME` writes), written
-# under another name and renamed when complete. `dev/stack up` imports every one into the
-# node's containerd (namespace k8s.io) so pods use them with imagePullPolicy IfNotPresent.
-IMAGE_ARCHIVES = "images"
 
 PAUSE_C = r"""
 /* The pod sandbox's process: holds the pod's namespaces, reaps zombies, ends on a signal. */
@@ -88,6 +83,10 @@ def _blob(out: tarfile.TarFile, data: bytes) -> dict[str, Any]:
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
+def js(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True).encode()
+
+
 def write_oci_archive(path: Path, ref: str, layer: bytes, config: dict[str, Any]) -> None:
     """An OCI image layout tar holding one image named `ref` (containerd reads the name from
     the io.containerd.image.name annotation)."""
@@ -98,7 +97,6 @@ def write_oci_archive(path: Path, ref: str, layer: bytes, config: dict[str, Any]
         "config": config,
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     }
-    js = lambda d: json.dumps(d, sort_keys=True).encode()  # noqa: E731
     with tarfile.open(path, "w") as out:
         layout = js({"imageLayoutVersion": "1.0.0"})
         info = tarfile.TarInfo("oci-layout")
@@ -168,14 +166,17 @@ def pause_image() -> tuple[str, Path]:
         src.unlink()
         return {"pause": (data, 0o755)}, {"Entrypoint": ["/pause"], "User": "65535:65535"}
 
-    version = subprocess.run([gcc, "-dumpfullversion"], capture_output=True, text=True).stdout
+    version = subprocess.run(
+        [gcc, "-dumpfullversion"], capture_output=True, text=True, check=False
+    ).stdout
     return _image("pause", PAUSE_C + version, make)
 
 
 BUSYBOX = Path("/bin/busybox")
 
-KUBE_PROBE_GO = r"""// kube-probe GETs an API path the way in-cluster clients do: KUBERNETES_SERVICE_HOST/PORT
-// (the `kubernetes` Service, set by the kubelet), the ServiceAccount token and CA it mounts.
+KUBE_PROBE_GO = r"""// kube-probe GETs an API path the way in-cluster clients do: through the
+// `kubernetes` Service (KUBERNETES_SERVICE_HOST/PORT, set by the kubelet) with the
+// ServiceAccount token and CA the kubelet mounts.
 package main
 
 import (
@@ -208,7 +209,8 @@ func main() {
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
 	}
-	host := net.JoinHostPort(os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT"))
+	host := net.JoinHostPort(
+		os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT"))
 	req, _ := http.NewRequest("GET", "https://"+host+os.Args[1], nil)
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
 	resp, err := client.Do(req)
@@ -263,7 +265,10 @@ def toolbox_image() -> tuple[str, Path]:
         for applet in applets:
             if applet != "busybox":
                 files[f"bin/{applet}"] = "bin/busybox"
-        files["etc/passwd"] = (b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n", 0o644)
+        files["etc/passwd"] = (
+            b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n",
+            0o644,
+        )
         files["etc/group"] = (b"root:x:0:\nnogroup:x:65534:\n", 0o644)
         files["tmp/.keep"] = (b"", 0o644)
         return files, {"Cmd": ["sh"], "Env": ["PATH=/bin"]}
@@ -273,13 +278,24 @@ def toolbox_image() -> tuple[str, Path]:
 
 
 def project_archives() -> list[Path]:
-    d = cache_dir() / IMAGE_ARCHIVES
-    return sorted(d.glob("*.tar")) if d.is_dir() else []
+    """The docker archives of the operator and runtime images for the current sources, if
+    `make images` built them (nothing is built here: `up` must not wait for an image build).
+
+    Contract with stack_lib/images.py (`make images`, images branch): `built_images()` returns
+    {image reference: archive} for the current inputs, {} when not built; each archive carries
+    its reference, so `ctr images import` names the image as the chart and the operator do.
+    """
+    try:
+        images = importlib.import_module(f"{__package__}.images")
+    except ModuleNotFoundError:
+        return []
+    return sorted(Path(p) for p in images.built_images().values())
 
 
 def import_images(ctr: list[str], archives: list[Path], done_file: Path) -> list[str]:
     """`ctr -n k8s.io images import` each archive not imported into this containerd yet (by
-    path, size and mtime, remembered in done_file). Returns the archives imported now."""
+    path, size and mtime, remembered in done_file next to containerd's root, which keeps its
+    images across restarts). Returns the archives imported now."""
     try:
         done: dict[str, str] = json.loads(done_file.read_text())
     except (OSError, ValueError):
@@ -300,7 +316,7 @@ def import_images(ctr: list[str], archives: list[Path], done_file: Path) -> list
             raise StackError(f"importing {archive} into containerd failed: {out.stderr.strip()}")
         done[str(archive)] = stamp
         imported.append(str(archive))
-        log(f"node: imported {archive.name}")
+        log(f"node: imported {archive.parent.name}/{archive.name}")
     with tempfile.NamedTemporaryFile("w", dir=done_file.parent, delete=False) as tmp:
         json.dump(done, tmp)
     os.replace(tmp.name, done_file)

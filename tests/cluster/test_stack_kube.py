@@ -33,7 +33,8 @@ def test_kube_api_answers_with_the_admin_kubeconfig_and_controllers_run(stack: S
             "-n",
             ns,
         )
-        # kube-controller-manager: Deployment -> ReplicaSet -> Pods (Pending: no kubelet here).
+        # kube-controller-manager: Deployment -> ReplicaSet -> Pods (they never start: no registry
+        # is reachable, so the node cannot pull example.invalid).
         kubectl(
             stack,
             "wait",

@@ -1,5 +1,5 @@
-"""Session fixtures of the e2e suite: one node agent and one operator (Helm chart) per session,
-one namespace per test.
+"""Session fixtures of the e2e suite: one operator pod (Helm chart, on the stack's real kubelet
+node) per module, one namespace per test.
 
 The helpers are dev/demo.py's, so the suite drives exactly what `make demo` does.
 """
@@ -14,36 +14,23 @@ from typing import Any
 import pytest
 from e2e_support import Product, demo, wait_for
 
-from node_agent_lib import control as node_agent
-
 E2E_LABEL = "lambdasink.dev/e2e"
 
 
 @pytest.fixture(scope="module")
 def product(stack: Any) -> Iterator[Product]:
-    """Node agent + chart, shared by the e2e module (starting them costs ~20 s).
-
-    Module scope (the suite is one module) so the agent, which binds every pending pod, stops
-    before other suites run pods of their own.
-    """
-    del stack  # the stack fixture guarantees the local stack is up
+    """The chart's operator pod (from the operator image) on the stack's node, shared by the
+    module (starting it costs a few seconds)."""
+    del stack  # the stack fixture guarantees the local stack (and its node) is up
     st = demo.Stack.load()
-    already = node_agent.running(st.state_dir) is not None
-    # only pods of the suite's namespaces: other suites' pods stay Pending, as they expect
-    handle = demo.start_node_agent(st, ["--namespace-selector", f"{E2E_LABEL}=true"])
+    demo.ensure_namespace(st, demo.OPERATOR_NS, {E2E_LABEL: "true"})
+    demo.install_chart(st)  # watches all namespaces: one namespace per test
+    tail = demo.RecordTail(st.record_dir / "recorder.jsonl").start()
     try:
-        demo.ensure_namespace(st, demo.OPERATOR_NS, {E2E_LABEL: "true"})
-        demo.install_chart(st)  # watches all namespaces: one namespace per test
-        tail = demo.RecordTail(st.record_dir / "recorder.jsonl").start()
-        try:
-            yield Product(stack=st, agent=handle, tail=tail)
-        finally:
-            tail.stop()
-            # the tests' namespaces finish terminating only while the agent finalizes their pods
-            wait_for("the e2e namespaces to be deleted", lambda: not _test_namespaces(st), 180)
+        yield Product(stack=st, tail=tail)
     finally:
-        if not already:
-            node_agent.stop(state_dir=st.state_dir)
+        tail.stop()
+        wait_for("the e2e namespaces to be deleted", lambda: not _test_namespaces(st), 180)
 
 
 def _test_namespaces(st: Any) -> list[str]:

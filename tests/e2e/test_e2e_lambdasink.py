@@ -1,5 +1,6 @@
-"""lambda-sink end to end: Helm chart → operator → worker pods (via the node agent) → real Pulsar
-→ real Lambda handler (the gateway's `recorder`, which logs every event it receives).
+"""lambda-sink end to end: Helm chart → operator pod → worker pods from the runtime image, run by
+the stack's real kubelet → real Pulsar → real Lambda handler (the gateway's `recorder`, which logs
+every event it receives).
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ import base64
 import collections
 import json
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -247,28 +247,34 @@ def test_deleting_the_sink_stops_its_workers(product: Product, namespace: str) -
 
 
 def test_operator_runs_with_the_charts_service_account(product: Product) -> None:
-    """The operator pod talks to the API with its ServiceAccount's token (the chart's RBAC),
-    not with the admin credentials the node agent itself holds."""
+    """The operator pod talks to the API with the ServiceAccount token the kubelet mounted
+    (the chart's RBAC), not with the stack's admin credentials."""
     st = product.stack
     pods = st.kubectl_json("get", "pods", "-n", demo.OPERATOR_NS)["items"]
     (pod,) = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-    cid = pod["status"]["containerStatuses"][0]["containerID"]
-    pid = int(cid.removeprefix("nodeagent://"))
-    env = dict(
-        item.decode().split("=", 1)
-        for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        if b"=" in item
-    )
-    kubeconfig = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())
-    token = kubeconfig["users"][0]["user"]["token"]
+    token = st.kubectl(
+        "exec",
+        "-n",
+        demo.OPERATOR_NS,
+        pod["metadata"]["name"],
+        "--",
+        "cat",
+        "/var/run/secrets/kubernetes.io/serviceaccount/token",
+    ).stdout.strip()
     claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
     sa = pod["spec"]["serviceAccountName"]
     assert claims["sub"] == f"system:serviceaccount:{demo.OPERATOR_NS}:{sa}"
     assert claims["kubernetes.io"]["pod"]["name"] == pod["metadata"]["name"]
     admin = yaml.safe_load(st.kubeconfig.read_text())
     assert token != admin["users"][0]["user"].get("token")
-    # what that identity may do is the chart's RBAC: it may not read Secrets cluster-wide
-    # unless the chart grants it, and it may never create namespaces
+    # the operator runs from the operator image, as the Dockerfile's non-root user
+    (container,) = pod["spec"]["containers"]
+    assert container["image"].split("/")[-1].startswith("operator:")
+    uid = st.kubectl(
+        "exec", "-n", demo.OPERATOR_NS, pod["metadata"]["name"], "--", "id", "-u"
+    ).stdout.strip()
+    assert uid == "10001"
+    # what that identity may do is the chart's RBAC: it may never create namespaces
     can = st.kubectl(
         "auth",
         "can-i",
@@ -278,15 +284,6 @@ def test_operator_runs_with_the_charts_service_account(product: Product) -> None
         check=False,
     )
     assert can.stdout.strip() == "no"
-
-
-def _worker_port_free() -> bool:
-    """The node agent runs pods on this host: a worker gets the declared port 8081 (where the
-    operator reads /status at the pod IP) only once the previous test's workers let it go."""
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", 8081)) != 0
 
 
 def _condition(product: Product, namespace: str, name: str, type_: str) -> JSON:
@@ -299,7 +296,6 @@ def _condition(product: Product, namespace: str, name: str, type_: str) -> JSON:
 def test_dead_lettering_shows_in_the_sinks_conditions(product: Product, namespace: str) -> None:
     """The failing handler raises for every record; the policy dead-letters each after one
     attempt, and the operator, reading the worker's /status, says so on the LambdaSink."""
-    wait_for("port 8081 free of earlier workers", _worker_port_free, 120)
     st = product.stack
     topic = demo.topic_url(namespace, "poison")
     manifest = demo.sink_manifest(
@@ -326,7 +322,6 @@ def test_dead_lettering_shows_in_the_sinks_conditions(product: Product, namespac
 def test_open_circuit_breaker_shows_in_the_sinks_conditions(
     product: Product, namespace: str, lambda_functions: Any, lambda_faults: Any
 ) -> None:
-    wait_for("port 8081 free of earlier workers", _worker_port_free, 120)
     st = product.stack
     function = lambda_functions.create("recorder.handler", prefix="e2e-cb")
     # Injected: the emulator cannot fail every call on demand (the function is "down").

@@ -57,7 +57,7 @@ test: venv images  ## the whole suite: builds the images, starts the real stack,
 demo: venv  ## the product end to end on the local stack (see README)
 	$(PY) dev/demo.py
 
-demo-down: venv  ## stop the demo: the node agent (and every pod process), then the stack
+demo-down: venv  ## stop the demo: the stack, with every container of its node
 	$(PY) dev/demo.py down
 
 bench: venv  ## benchmarks; results printed, written to bench/results/ and bench/README.md

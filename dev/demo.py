@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """`make demo`: lambda-sink end to end on the local stack, shown as a person would want to see it.
 
-    python dev/demo.py          # stack up, node agent, Helm chart, a LambdaSink, messages, results
-    python dev/demo.py down     # stop the node agent's pods and the stack (`make demo-down`)
+    python dev/demo.py          # stack up (a real kubelet node), Helm chart, a LambdaSink, messages
+    python dev/demo.py down     # stop the stack and its containers (`make demo-down`)
 
 Everything is left running when the demo ends, so you can look around with kubectl.
 The helpers below (stack details, chart install, manifests, producing, reading what the Lambda
@@ -27,9 +27,6 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "dev"))
-
-from node_agent_lib import control as node_agent  # noqa: E402
 
 CHART = REPO / "deploy" / "helm" / "lambda-sink"
 EXAMPLES = REPO / "examples"
@@ -114,14 +111,22 @@ class Stack:
         return proc
 
 
+def build_images() -> None:
+    """`make images` (cached by a digest of the sources: a no-op when nothing changed)."""
+    subprocess.run([sys.executable, str(REPO / "dev" / "images.py")], check=True)
+
+
+def import_images() -> None:
+    """Import the built operator and runtime images into the running node's containerd."""
+    subprocess.run([sys.executable, str(REPO / "dev" / "stack"), "import-images"], check=True)
+
+
 def stack_up() -> Stack:
-    """`dev/stack up` (installs what is missing, starts what is not running)."""
+    """The images, then `dev/stack up` (installs what is missing, starts what is not running,
+    imports the images into the node's containerd)."""
+    build_images()
     subprocess.run([sys.executable, str(REPO / "dev" / "stack"), "up"], check=True)
     return Stack.load()
-
-
-def start_node_agent(stack: Stack, extra_args: list[str] | None = None) -> node_agent.AgentHandle:
-    return node_agent.start(stack.kubeconfig, state_dir=stack.state_dir, extra_args=extra_args)
 
 
 # -- the product -------------------------------------------------------------------------------
@@ -130,8 +135,8 @@ def start_node_agent(stack: Stack, extra_args: list[str] | None = None) -> node_
 def install_chart(
     stack: Stack, *, watch_namespaces: Iterable[str] = (), timeout: str = "5m"
 ) -> None:
-    """Install (or upgrade) the chart: CRD + operator, whose pod runs through the node agent with
-    the chart's ServiceAccount token, so it has exactly the chart's RBAC."""
+    """Install (or upgrade) the chart: CRD + operator, whose pod runs on the stack's node from
+    the operator image with the ServiceAccount token the kubelet mounts: the chart's RBAC."""
     namespaces = list(watch_namespaces)
     scope = (
         ["--set-json", f"watchNamespaces={json.dumps(namespaces)}"]
@@ -463,12 +468,12 @@ def show(stack: Stack, *args: str) -> None:
 
 def demo() -> int:
     t0 = time.monotonic()
-    step("Starting the local stack (Pulsar, etcd + kube-apiserver + controller-manager, Lambda)")
+    step(
+        "Starting the local stack (Pulsar, Kubernetes with a real kubelet node and containerd, "
+        "Lambda; the operator and runtime images are built and imported)"
+    )
     stack = stack_up()
-
-    step("Starting the node agent (runs pods as local processes; there is no kubelet here)")
-    handle = start_node_agent(stack)
-    print(f"node {handle.node_name} Ready; agent log {handle.log_file}")
+    show(stack, "get", "nodes", "-o", "wide")
 
     step(f"Installing the Helm chart (CRD + operator) into {OPERATOR_NS}")
     ensure_namespace(stack, DEMO_NS)
@@ -511,9 +516,9 @@ Done in {time.monotonic() - t0:.0f}s. Everything keeps running. Look around:
   {stack.kubectl_bin} scale lambdasink/{DEMO_SINK} -n {DEMO_NS} --replicas=3
   {stack.kubectl_bin} get pods -A -o wide
 
-  pod logs (no kubelet, so not `kubectl logs`): {stack.state_dir}/pods/<namespace>_<pod>.log
-  what the handler received:                    {stack.record_dir}/recorder.jsonl
-  stack details:                                {stack.state_dir}/stack.json ; dev/stack status
+  {stack.kubectl_bin} logs -n {DEMO_NS} -l app.kubernetes.io/instance={DEMO_SINK}
+  what the handler received: {stack.record_dir}/recorder.jsonl
+  stack details:             {stack.state_dir}/stack.json ; dev/stack status
 
 Stop everything: make demo-down
 """
@@ -522,9 +527,7 @@ Stop everything: make demo-down
 
 
 def down() -> int:
-    """Stop the node agent (and with it every pod process), then the stack."""
-    stopped = node_agent.stop_all()
-    print(f"stopped node agent(s): {', '.join(stopped) or 'none was running'}")
+    """Stop the stack (`dev/stack down` stops every container and sandbox of its node)."""
     return subprocess.run(
         [sys.executable, str(REPO / "dev" / "stack"), "down"], check=False
     ).returncode

@@ -23,6 +23,8 @@ def product(stack: Any) -> Iterator[Product]:
     module (starting it costs a few seconds)."""
     del stack  # the stack fixture guarantees the local stack (and its node) is up
     st = demo.Stack.load()
+    demo.build_images()  # a no-op when the sources did not change since the last build
+    demo.import_images()
     demo.ensure_namespace(st, demo.OPERATOR_NS, {E2E_LABEL: "true"})
     demo.install_chart(st)  # watches all namespaces: one namespace per test
     tail = demo.RecordTail(st.record_dir / "recorder.jsonl").start()

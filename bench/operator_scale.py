@@ -4,7 +4,7 @@ One namespace per N, one `lambdasink-operator --namespace NS --standalone` proce
 The clock starts with the first create and stops when every LambdaSink has a Deployment and a
 status whose `observedGeneration` equals its generation and which carries the `Ready` and
 `ConfigValid` conditions. Sinks use `replicas: 0` (Deployments at 0 replicas), so no worker
-process is started on this machine by a node agent and only the operator's work is timed.
+pod is started on the stack's node and only the operator's work is timed.
 RSS is taken before any resource exists (the baseline) and after everything settled.
 
 Caveat: a cluster-wide operator of another suite on the same API server (if one runs) also

@@ -1,6 +1,6 @@
 """What the dev tools ask of this machine: free ports, whether a pid lives, and /proc reads.
 
-One copy for dev/stack, the node agent, the Lambda gateway and the tests (stdlib only).
+One copy for dev/stack, the Lambda gateway and the tests (stdlib only).
 """
 
 from __future__ import annotations

@@ -603,7 +603,7 @@ def _remove_cgroups(name: str) -> int:
 
 def mode() -> str:
     """What `up` starts: `kubelet` (the default: a real node) or `agent` (no kubelet and no
-    scheduler, for what still runs pods with dev/node_agent.py), from LAMBDASINK_NODE."""
+    scheduler: a control plane only, pods stay Pending), from LAMBDASINK_NODE."""
     value = os.environ.get("LAMBDASINK_NODE", "kubelet")
     if value not in ("kubelet", "agent"):
         raise StackError(f"LAMBDASINK_NODE={value!r}: choose kubelet (default) or agent")

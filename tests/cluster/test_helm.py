@@ -7,8 +7,8 @@
   identity may not do;
 - `helm upgrade` (log level, watched namespaces) and `helm uninstall` (objects gone, CRD kept).
 
-The stack has no kubelet: the chart's operator pod is pinned to a node that does not exist (so no
-node agent runs a second operator next to ours) and stays Pending, like the worker pods.
+The chart's operator pod is pinned to a node that does not exist (so the stack's node does not run
+a second operator next to ours) and stays Pending, like the worker pods.
 """
 
 from __future__ import annotations

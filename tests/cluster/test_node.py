@@ -13,14 +13,11 @@ import subprocess
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 from tests.stack import Stack, kubectl, wait_for
-
-from node_agent_lib import control
 
 pytestmark = pytest.mark.cluster
 
@@ -207,33 +204,5 @@ def test_deleting_a_pod_stops_its_container(stack: Stack, node: JSON) -> None:
             return container_id not in out.stdout
 
         wait_for("the deleted pod's container to stop", gone, timeout=60)
-    finally:
-        kubectl(stack, "delete", "namespace", ns, "--wait=false", check=False)
-
-
-def test_a_node_agent_cordons_the_real_node_while_it_runs(
-    stack: Stack, node: JSON, tmp_path: Path
-) -> None:
-    """Both would claim pending pods: the real node takes none while an agent runs."""
-    ns = f"node-agent-{uuid.uuid4().hex[:8]}"
-    agent = f"cordon-{uuid.uuid4().hex[:6]}"
-    kubectl(stack, "create", "namespace", ns)
-
-    def unschedulable() -> bool:
-        doc = json.loads(kubectl(stack, "get", "node", node["name"], "-o", "json").stdout)
-        return bool(doc["spec"].get("unschedulable"))
-
-    try:
-        control.start(
-            stack.kubeconfig,
-            node=agent,
-            state_dir=tmp_path,
-            extra_args=["--namespace", ns, "--delete-node-on-exit"],
-        )
-        try:
-            assert unschedulable()
-        finally:
-            control.stop(node=agent, state_dir=tmp_path)
-        assert not unschedulable()
     finally:
         kubectl(stack, "delete", "namespace", ns, "--wait=false", check=False)

@@ -354,6 +354,8 @@ def build_images(out: Path) -> None:
         }
         log(f"{ref}: {size / 1e6:.0f} MB, built in {time.monotonic() - t0:.0f}s")
     write_json(out / "images.json", {"base": base, "base_key": base_key(), "images": entries})
+    # Layers of earlier sources are only disk: keep the tagged images and their chains.
+    buildah("rmi", "--prune")
 
 
 def built_images() -> dict[str, Path]:
@@ -397,6 +399,17 @@ def _prune(keep: Path) -> None:
     for old in sets[KEEP_ARCHIVE_SETS:]:
         if old != keep:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def storage_image(ref: str, archive: Path) -> str:
+    """The ID of the image `archive` holds, in buildah's storage (loaded from the archive when
+    missing). Tags are shared by every clone's builds, so this, not `ref`, names our build."""
+    image_id = str(image_report({ref: archive})[ref]["image_id"])
+    if image_labels(image_id) is None:
+        pulled = buildah("pull", "--quiet", f"docker-archive:{archive}").strip()
+        if pulled != image_id:
+            raise ImageError(f"{archive} holds image {pulled}, images.json says {image_id}")
+    return image_id
 
 
 def image_report(archives: dict[str, Path]) -> dict[str, dict[str, object]]:

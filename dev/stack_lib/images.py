@@ -354,8 +354,9 @@ def build_images(out: Path) -> None:
         }
         log(f"{ref}: {size / 1e6:.0f} MB, built in {time.monotonic() - t0:.0f}s")
     write_json(out / "images.json", {"base": base, "base_key": base_key(), "images": entries})
-    # Layers of earlier sources are only disk: keep the tagged images and their chains.
-    buildah("rmi", "--prune")
+    # Layers of earlier sources are only disk: keep the tagged images and their chains. Best
+    # effort: an image another clone's test container still uses stays.
+    subprocess.run(["buildah", *storage_args(), "rmi", "--prune"], capture_output=True, check=False)
 
 
 def built_images() -> dict[str, Path]:

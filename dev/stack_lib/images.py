@@ -143,7 +143,13 @@ def ensure_tools() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     logfile = _logfile("apt")
     _run(["apt-get", "update", "-q"], logfile, env=env)
-    _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], logfile, env=env)
+    # Another developer's apt-get may hold the dpkg lock: wait for it rather than fail.
+    wait = ["-o", "DPkg::Lock::Timeout=600"]
+    _run(
+        ["apt-get", *wait, "install", "-y", "-q", "--no-install-recommends", *missing],
+        logfile,
+        env=env,
+    )
 
 
 def storage_args() -> list[str]:

@@ -143,7 +143,13 @@ def ensure_tools() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     logfile = _logfile("apt")
     _run(["apt-get", "update", "-q"], logfile, env=env)
-    _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], logfile, env=env)
+    # Another developer's apt-get may hold the dpkg lock: wait for it rather than fail.
+    wait = ["-o", "DPkg::Lock::Timeout=600"]
+    _run(
+        ["apt-get", *wait, "install", "-y", "-q", "--no-install-recommends", *missing],
+        logfile,
+        env=env,
+    )
 
 
 def storage_args() -> list[str]:
@@ -354,6 +360,9 @@ def build_images(out: Path) -> None:
         }
         log(f"{ref}: {size / 1e6:.0f} MB, built in {time.monotonic() - t0:.0f}s")
     write_json(out / "images.json", {"base": base, "base_key": base_key(), "images": entries})
+    # Layers of earlier sources are only disk: keep the tagged images and their chains. Best
+    # effort: an image another clone's test container still uses stays.
+    subprocess.run(["buildah", *storage_args(), "rmi", "--prune"], capture_output=True, check=False)
 
 
 def built_images() -> dict[str, Path]:
@@ -397,6 +406,17 @@ def _prune(keep: Path) -> None:
     for old in sets[KEEP_ARCHIVE_SETS:]:
         if old != keep:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def storage_image(ref: str, archive: Path) -> str:
+    """The ID of the image `archive` holds, in buildah's storage (loaded from the archive when
+    missing). Tags are shared by every clone's builds, so this, not `ref`, names our build."""
+    image_id = str(image_report({ref: archive})[ref]["image_id"])
+    if image_labels(image_id) is None:
+        pulled = buildah("pull", "--quiet", f"docker-archive:{archive}").strip()
+        if pulled != image_id:
+            raise ImageError(f"{archive} holds image {pulled}, images.json says {image_id}")
+    return image_id
 
 
 def image_report(archives: dict[str, Path]) -> dict[str, dict[str, object]]:

@@ -51,9 +51,10 @@ def archives() -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def refs(archives: dict[str, Path]) -> dict[str, str]:
+    """Target -> the ID of this build's image (the tags are shared with other clones' builds)."""
     out = images.image_refs()
     assert set(out.values()) == set(archives)
-    return out
+    return {target: images.storage_image(ref, archives[ref]) for target, ref in out.items()}
 
 
 @pytest.mark.parametrize("target", sorted(ENTRYPOINTS))

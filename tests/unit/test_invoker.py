@@ -141,6 +141,28 @@ def test_throttle_honours_retry_after(api: LambdaApi, transport: Transport) -> N
     assert metrics.invoke_retries.value("throttled") == 1
 
 
+class Attempts:
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, float, str]] = []
+
+    def attempt_ended(self, started_at: float, latency_s: float, outcome: str) -> None:
+        self.seen.append((started_at, latency_s, outcome))
+
+
+def test_every_attempt_is_reported_to_the_observer(api: LambdaApi, transport: Transport) -> None:
+    """The adaptive in-flight limit hears the throttles the retries here would hide."""
+    api.script(
+        Reply.error(429, "TooManyRequestsException", retry_after=0.01),
+        Reply.error(503, "ServiceException"),
+    )
+    inv, _, _ = make(api, transport)
+    inv.observer = observer = Attempts()
+    run(inv)
+    assert [o for _, _, o in observer.seen] == ["throttled", "server_error", "success"]
+    starts = [s for s, _, _ in observer.seen]
+    assert starts == sorted(starts) and all(lat >= 0 for _, lat, _ in observer.seen)
+
+
 def test_throttle_retry_after_is_parsed_by_botocore(api: LambdaApi, transport: Transport) -> None:
     api.script(Reply.error(429, "TooManyRequestsException", retry_after=0.02))
     inv, _, _ = make(api, transport, invoke_max_retries=0)

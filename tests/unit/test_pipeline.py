@@ -23,6 +23,7 @@ from tests.lambda_api import LambdaApi
 
 from lambdasink_runtime.batcher import Batcher
 from lambdasink_runtime.config import (
+    AdaptiveInFlightConfig,
     CircuitBreakerConfig,
     FailurePolicyConfig,
     PulsarConfig,
@@ -525,3 +526,110 @@ def test_from_config_wires_format_limits_and_order() -> None:
     q = Pipeline.from_config(v1, PulsarConfig(topics=("t",)), MemorySource(), ScriptedInvoke())
     assert not q.batcher.array and q.batcher.max_records == 1 and not q.ordered
     assert q.batcher.limit_bytes == 1024 * 1024
+
+
+# --------------------------------------------------------------------------- adaptive in-flight
+
+ADAPTIVE = AdaptiveInFlightConfig(enabled=True, min_in_flight=1)
+
+
+def test_adaptive_limit_starts_at_its_minimum_and_grows_on_success() -> None:
+    release = asyncio.Event()
+    inv = ScriptedInvoke()
+    p: Pipeline
+
+    async def hold(ids: list[int]) -> None:
+        started = time.monotonic()
+        await release.wait()
+        await asyncio.sleep(0.002)
+        p.attempt_ended(started, time.monotonic() - started, "success")
+
+    inv.decide = hold
+    source = MemorySource([rec(i) for i in range(40)])
+    p = pipeline(source, inv, records=2, max_in_flight=8, adaptive=ADAPTIVE)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(p.run())
+        while inv.active < 1:
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(0.05)  # every chance to exceed the limit
+        assert inv.active == 1
+        assert p.metrics.inflight_limit.value() == 1
+        release.set()
+        while source.settled < 40:
+            await asyncio.sleep(0.002)
+        p.stop()
+        await task
+
+    asyncio.run(scenario())
+    assert sorted(source.acked) == list(range(40))
+    assert p.limiter.limit > 1 and inv.max_active > 1
+    assert p.metrics.inflight_limit.value() == p.limiter.limit
+    assert p.metrics.inflight_limit_changes.value("success") >= 1
+
+
+def test_throttles_cut_the_adaptive_limit_and_are_retried_in_place() -> None:
+    """A function with room for 2 concurrent calls throttles the rest: the invoker-like script
+    reports each attempt, retries once, then raises the 429 for the pipeline to retry."""
+    inv = ScriptedInvoke()
+    running = 0
+    p: Pipeline
+
+    async def capped(ids: list[int]) -> None:
+        nonlocal running
+        for attempt in range(2):
+            started = time.monotonic()
+            if running >= 2:
+                p.attempt_ended(started, 0.0, "throttled")
+                if attempt == 0:
+                    await asyncio.sleep(0.001)
+                    continue
+                raise InvokeError("Rate Exceeded.", retriable=True, status=429)
+            running += 1
+            try:
+                await asyncio.sleep(0.003)
+            finally:
+                running -= 1
+            p.attempt_ended(started, time.monotonic() - started, "success")
+            return
+
+    inv.decide = capped
+    source = MemorySource([rec(i) for i in range(300)])
+    adaptive = AdaptiveInFlightConfig(enabled=True, min_in_flight=1, latency_tolerance=0.0)
+    p = pipeline(source, inv, records=2, max_in_flight=8, adaptive=adaptive)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(p.run())
+        while source.settled < 300:
+            await asyncio.sleep(0.002)
+        p.stop()
+        await task
+
+    asyncio.run(scenario())
+    assert sorted(source.acked) == list(range(300)) and not source.nacked
+    assert p.metrics.inflight_limit_changes.value("throttled") >= 1
+    assert p.limiter.limit < 8
+    assert p.breaker.state == "closed"
+    status = p.status()["inFlight"]
+    assert status == {
+        "limit": p.limiter.limit,
+        "adaptive": True,
+        "min": 1,
+        "max": 8,
+        "current": 0,
+        "lastCut": "throttled",
+    }
+
+
+def test_fixed_limit_is_reported_as_such() -> None:
+    p = pipeline(MemorySource(), ScriptedInvoke(), max_in_flight=6)
+    assert p.metrics.inflight_limit.value() == 6
+    p.attempt_ended(0.0, 0.0, "throttled")
+    assert p.status()["inFlight"] == {
+        "limit": 6,
+        "adaptive": False,
+        "min": 6,
+        "max": 6,
+        "current": 0,
+        "lastCut": "",
+    }

@@ -10,6 +10,11 @@ Real Pulsar → `lambdasink-runtime` → a private emulator gateway (bench/env.p
 - *no throttle*: the function has `concurrency` 4 (queued, never refused) and the worker has the
   default maxInFlight 4: adaptive must not deliver less than fixed (it starts at minInFlight 1).
 
+Under throttling the fixed worker is not slow here: each throttled call waits out its 1 s
+Retry-After in its slot, which caps it near the function's concurrency too. What adaptive saves
+is the 429s (each one a call Lambda refused, and, on a shared account, throttling other
+functions); its throughput must stay the same.
+
 Each case is a fresh subscription on a pre-filled topic, stopped after N acknowledgements; the
 two modes of a scenario alternate round by round. Delivered msg/s between 5 % and 95 % of the
 acks; 429s per 1,000 messages from the runtime's own counters (throttled attempts, retried or
@@ -93,6 +98,10 @@ def run_case(
         "throttlesPer1000": throttles / max(1.0, acked) * 1000,
         "limitMedian": median(limits),
         "limitFinal": limits[-1] if limits else None,
+        "limitChanges": {
+            reason: metrics.get(f'lambdasink_inflight_limit_changes_total{{reason="{reason}"}}', 0)
+            for reason in ("success", "throttled", "latency")
+        },
         "load": load(),
     }
 
@@ -121,7 +130,7 @@ def run(stack: dict[str, Any], *, messages: int, rounds: int) -> list[Row]:
                     print(
                         f"   {function} {mode}: {res['rate']:.0f} msg/s, "
                         f"{res['throttlesPer1000']:.1f} 429s/1000 msgs, "
-                        f"limit median {res['limitMedian']:.1f}",
+                        f"limit median {res['limitMedian']:.1f}, changes {res['limitChanges']}",
                         flush=True,
                     )
                     results.append(res)
@@ -148,8 +157,8 @@ def _rows(results: list[dict[str, Any]]) -> list[Row]:
                 "msg/s",
                 rate_f,
                 rate_a / rate_f if rate_f else None,
-                ">= 1x" if function == CAPPED else ">= 0.95x",
-                rate_a >= rate_f * (1.0 if function == CAPPED else 0.95),
+                ">= 0.95x",  # no worse, within this box's run-to-run noise
+                rate_a >= rate_f * 0.95,
                 extra,
             )
         )

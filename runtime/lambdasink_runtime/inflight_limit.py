@@ -17,8 +17,10 @@ The rules:
   the first cut, then add 1 per `limit` successes (one per round of calls);
 - grow only while the limit is what holds the worker back (`busy >= limit`): a worker with
   little to send learns nothing about Lambda's headroom;
-- a throttle multiplies the limit by `backoff_ratio`; a recent latency above
-  `latency_tolerance` x the baseline multiplies it by 0.9;
+- a throttle multiplies the limit by `backoff_ratio` (rounded up, but at least 1 less) and
+  holds it there for the throttle's Retry-After, at least `THROTTLE_HOLD_S`: probing again at
+  once would spend a 429 per round of calls, each costing a call its Retry-After. A recent
+  latency above `latency_tolerance` x the baseline multiplies it by 0.9 (rounded down);
 - one cut per round: a signal from a call started before the last cut is ignored (every call
   in flight sees the same throttling; reacting to each would collapse the limit at once);
 - always within [min_limit, max_limit].
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 #: Weight of a new sample in the recent latency average.
@@ -40,6 +42,8 @@ BASELINE_DRIFT = 0.02
 LATENCY_WARMUP = 5
 #: The gentle cut applied on a latency rise.
 LATENCY_BACKOFF = 0.9
+#: No increase for this long after a throttle cut (longer when the 429 said Retry-After).
+THROTTLE_HOLD_S = 1.0
 
 Reason = str
 
@@ -47,8 +51,14 @@ Reason = str
 class AttemptObserver(Protocol):
     """Hears how each invocation attempt ended, retries included."""
 
-    def attempt_ended(self, started_at: float, latency_s: float, outcome: str) -> None:
-        """`outcome`: "success" or the failure reason ("throttled", "server_error", ...)."""
+    def attempt_ended(
+        self, started_at: float, latency_s: float, outcome: str, retry_after_s: float | None
+    ) -> None:
+        """`outcome`: "success" or the failure reason ("throttled", "server_error", ...);
+        `retry_after_s`: what a throttle asked to wait, when it said."""
+
+    async def wait_retry(self, delay_s: float, sleep: Callable[[float], Awaitable[None]]) -> None:
+        """Wait out the backoff before a retry with `sleep`; meanwhile no call is in flight."""
 
 
 class FixedLimit:
@@ -65,7 +75,7 @@ class FixedLimit:
     def on_success(self, latency_s: float, started_at: float, busy: int) -> None:
         """Nothing adapts."""
 
-    def on_throttle(self, started_at: float) -> None:
+    def on_throttle(self, started_at: float, retry_after_s: float | None = None) -> None:
         """Nothing adapts."""
 
 
@@ -98,6 +108,7 @@ class AdaptiveLimit:
         self.slow_start = True
         self._successes = 0  # since the last change, counted toward the next increase
         self._last_cut = -math.inf
+        self._hold_until = -math.inf
         self._recent: float | None = None
         self._baseline: float | None = None
         self._samples = 0
@@ -115,19 +126,20 @@ class AdaptiveLimit:
         """A call that started at `started_at` succeeded after `latency_s`; `busy` invocations
         (this one included) held a slot when it ended."""
         if self._latency_rose(latency_s) and started_at >= self._last_cut:
-            self._cut(LATENCY_BACKOFF, "latency")
+            self._cut(math.floor(self.limit * LATENCY_BACKOFF), "latency")
             return
-        if busy < self.limit or self.limit >= self.max_limit:
+        if busy < self.limit or self.limit >= self.max_limit or self._clock() < self._hold_until:
             return
         self._successes += 1
         if self.slow_start or self._successes >= self.limit:
             self._set(self.limit + 1, "success")
 
-    def on_throttle(self, started_at: float) -> None:
+    def on_throttle(self, started_at: float, retry_after_s: float | None = None) -> None:
         """A call that started at `started_at` was refused with a 429."""
         if started_at < self._last_cut:
             return  # this round was already cut for
-        self._cut(self.backoff_ratio, "throttled")
+        self._cut(min(self.limit - 1, math.ceil(self.limit * self.backoff_ratio)), "throttled")
+        self._hold_until = self._last_cut + max(THROTTLE_HOLD_S, retry_after_s or 0.0)
 
     def _latency_rose(self, latency_s: float) -> bool:
         if self._recent is None or self._baseline is None:
@@ -145,11 +157,11 @@ class AdaptiveLimit:
             and self._recent > self.latency_tolerance * self._baseline
         )
 
-    def _cut(self, ratio: float, reason: Reason) -> None:
+    def _cut(self, limit: int, reason: Reason) -> None:
         self.slow_start = False
         self._last_cut = self._clock()
         self.last_cut_reason = reason
-        self._set(math.floor(self.limit * ratio), reason)
+        self._set(limit, reason)
 
     def _set(self, limit: int, reason: Reason) -> None:
         limit = max(self.min_limit, min(self.max_limit, limit))

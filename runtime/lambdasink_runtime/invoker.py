@@ -247,11 +247,11 @@ class Invoker:
                 try:
                     resp = await loop.run_in_executor(self._pool, self.invoke_once, payload)
                     self.metrics.invocations.labels("success").inc()
-                    self._observe(begun, "success")
+                    self._observe(begun, "success", None)
                     return resp
                 except InvokeError as err:
                     reason = failure_reason(err)
-                    self._observe(begun, reason)
+                    self._observe(begun, reason, err.retry_after_s)
                     final = not err.retriable or err.code == "FunctionError"
                     if final or attempt >= self.max_retries:
                         self.metrics.invocations.labels(reason).inc()
@@ -260,13 +260,16 @@ class Invoker:
                     self.metrics.invoke_retries.labels(reason).inc()
                     log.debug("invoke retry %d in %.3fs: %s", attempt + 1, delay, err)
                     attempt += 1
-                    await self._sleep(delay)
+                    if self.observer is not None:
+                        await self.observer.wait_retry(delay, self._sleep)
+                    else:
+                        await self._sleep(delay)
         finally:
             self.metrics.invoke_latency.observe(time.monotonic() - started)
 
-    def _observe(self, begun: float, outcome: str) -> None:
+    def _observe(self, begun: float, outcome: str, retry_after_s: float | None) -> None:
         if self.observer is not None:
-            self.observer.attempt_ended(begun, time.monotonic() - begun, outcome)
+            self.observer.attempt_ended(begun, time.monotonic() - begun, outcome, retry_after_s)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -35,7 +35,7 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -65,6 +65,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("lambdasink.pipeline")
 
 ORDERED_SUBSCRIPTIONS = frozenset({"Failover", "Key_Shared", "Exclusive"})
+#: How often a retry that waited out its backoff looks for a free slot (adaptive limit).
+SLOT_POLL_S = 0.005
 
 
 class Source(Protocol):
@@ -199,6 +201,8 @@ class Pipeline:
         )
         #: Tasks waiting out a retry backoff: they hold their keys but not an invocation slot.
         self._parked = 0
+        #: Parked invoker retries whose wait is over, waiting for a free slot (adaptive only).
+        self._ready_retries = 0
         self._blocked: set[str] = set()
         self._stop_event: asyncio.Event | None = None
         self.last_dead_letter_error = ""
@@ -371,19 +375,50 @@ class Pipeline:
         """No free invocation slot (the current limit). Tasks parked in a retry backoff do not
         use one, but at most 3x `max_in_flight` of them may wait (bounded memory; then the
         receiver stops too)."""
-        return self._busy() >= self.limiter.limit or len(self._tasks) >= 4 * self.max_in_flight
+        taken = self._busy() + self._ready_retries  # retries due go before new batches
+        return taken >= self.limiter.limit or len(self._tasks) >= 4 * self.max_in_flight
 
     def _busy(self) -> int:
         """Invocations holding a slot: started, not parked in a retry backoff."""
         return len(self._tasks) - self._parked
 
-    def attempt_ended(self, started_at: float, latency_s: float, outcome: str) -> None:
+    def attempt_ended(
+        self,
+        started_at: float,
+        latency_s: float,
+        outcome: str,
+        retry_after_s: float | None = None,
+    ) -> None:
         """The invoker's report of one attempt (retries included): what the limit learns from.
         Other service failures (5xx, timeouts) are the circuit breaker's to judge."""
         if outcome == "success":
             self.limiter.on_success(latency_s, started_at, self._busy())
         elif outcome == "throttled":
-            self.limiter.on_throttle(started_at)
+            self.limiter.on_throttle(started_at, retry_after_s)
+
+    async def wait_retry(self, delay_s: float, sleep: Callable[[float], Awaitable[None]]) -> None:
+        """The invoker's wait before retrying a throttled or failed call. With an adaptive limit
+        it frees the slot, like a retry backoff here: the limit counts calls at Lambda, and a
+        cut to a few slots must not leave them all waiting out a Retry-After. With a fixed one
+        the slot stays held (maxInFlight bounds the calls started, as it always did).
+
+        After the wait the retry takes a slot again only once one is free (before new batches
+        do): a retry above the limit is how a throttle round would start over."""
+        if not self.limiter.adaptive:
+            await sleep(delay_s)
+            return
+        self._parked += 1
+        self._dispatch()
+        try:
+            await sleep(delay_s)
+            self._ready_retries += 1
+            try:
+                while self._busy() >= self.limiter.limit and not self._stopping:
+                    await asyncio.sleep(SLOT_POLL_S)
+            finally:
+                self._ready_retries -= 1
+        finally:
+            self._parked -= 1
 
     def _limit_changed(self, before: int, after: int, reason: str) -> None:
         self.metrics.inflight_limit.set(after)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lambdasink_runtime.inflight_limit import AdaptiveLimit, FixedLimit
+from lambdasink_runtime.inflight_limit import THROTTLE_HOLD_S, AdaptiveLimit, FixedLimit
 
 
 class Clock:
@@ -56,6 +56,7 @@ def test_a_throttle_halves_the_limit_and_ends_slow_start() -> None:
     lim.on_throttle(started_at=clock.now - 0.05)
     assert lim.limit == 8 and not lim.slow_start
     assert changes[-1] == (16, 8, "throttled")
+    clock.now += THROTTLE_HOLD_S
     # Additive from now on: +1 per round of `limit` successes, not +1 per success.
     saturated_round(lim, clock)
     assert lim.limit == 9
@@ -88,9 +89,37 @@ def test_sustained_throttles_hold_the_minimum_and_the_limit_rises_once_they_stop
         clock.now += 1.0
         lim.on_throttle(started_at=clock.now - 0.1)
     assert lim.limit == 2
+    clock.now += THROTTLE_HOLD_S
     for _ in range(10):
         saturated_round(lim, clock)
     assert lim.limit == 12  # +1 per round, never below the bound meanwhile
+
+
+def test_after_a_throttle_the_limit_holds_for_its_retry_after_then_grows() -> None:
+    clock = Clock()
+    lim, _ = limiter(clock, lo=1, hi=8)
+    for _ in range(2):
+        saturated_round(lim, clock)
+    lim.limit = 3  # as if it had grown past a function's concurrency of 2
+    clock.now += 0.1
+    cut_at = clock.now
+    lim.on_throttle(started_at=clock.now - 0.01, retry_after_s=2.5)
+    assert lim.limit == 2  # 3 x 0.5 rounded up: a cut, never to a standstill
+    for _ in range(20):  # within the Retry-After: no probing above the cut
+        saturated_round(lim, clock)
+    assert lim.limit == 2 and clock.now < cut_at + 2.5
+    clock.now = cut_at + 2.5
+    saturated_round(lim, clock)
+    assert lim.limit == 3
+    clock.now += 1
+    lim.on_throttle(started_at=clock.now)  # no Retry-After: held THROTTLE_HOLD_S
+    assert lim.limit == 2
+    clock.now += THROTTLE_HOLD_S / 2
+    saturated_round(lim, clock)
+    assert lim.limit == 2
+    clock.now += THROTTLE_HOLD_S / 2
+    saturated_round(lim, clock)
+    assert lim.limit == 3
 
 
 def test_no_growth_while_the_limit_is_not_what_holds_the_worker_back() -> None:
@@ -152,6 +181,6 @@ def test_invalid_bounds_are_refused() -> None:
 
 def test_fixed_limit_never_moves() -> None:
     fixed = FixedLimit(6)
-    fixed.on_throttle(0.0)
+    fixed.on_throttle(0.0, 1.0)
     fixed.on_success(9.0, 0.0, busy=6)
     assert (fixed.limit, fixed.min_limit, fixed.max_limit, fixed.adaptive) == (6, 6, 6, False)

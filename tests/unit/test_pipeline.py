@@ -570,7 +570,8 @@ def test_adaptive_limit_starts_at_its_minimum_and_grows_on_success() -> None:
 
 def test_throttles_cut_the_adaptive_limit_and_are_retried_in_place() -> None:
     """A function with room for 2 concurrent calls throttles the rest: the invoker-like script
-    reports each attempt, retries once, then raises the 429 for the pipeline to retry."""
+    reports each attempt, retries once (waiting through the pipeline, which frees the slot),
+    then raises the 429 for the pipeline to retry."""
     inv = ScriptedInvoke()
     running = 0
     p: Pipeline
@@ -582,7 +583,7 @@ def test_throttles_cut_the_adaptive_limit_and_are_retried_in_place() -> None:
             if running >= 2:
                 p.attempt_ended(started, 0.0, "throttled")
                 if attempt == 0:
-                    await asyncio.sleep(0.001)
+                    await p.wait_retry(0.001, asyncio.sleep)
                     continue
                 raise InvokeError("Rate Exceeded.", retriable=True, status=429)
             running += 1

@@ -634,3 +634,50 @@ def test_fixed_limit_is_reported_as_such() -> None:
         "current": 0,
         "lastCut": "",
     }
+
+
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_invoker_retry_waits_free_the_slot_only_with_an_adaptive_limit(adaptive: bool) -> None:
+    """Batch 0 is throttled once and waits out a Retry-After through `wait_retry`: with an
+    adaptive limit another batch takes its slot meanwhile, and the retry waits for a free slot
+    before it calls again; with a fixed one the slot stays held."""
+    release = asyncio.Event()
+    at_lambda = 0
+    most_at_lambda = 0
+    p: Pipeline
+
+    async def decide(ids: list[int]) -> None:
+        nonlocal at_lambda, most_at_lambda
+        if ids == [0]:
+            await p.wait_retry(0.05, asyncio.sleep)
+        at_lambda += 1
+        most_at_lambda = max(most_at_lambda, at_lambda)
+        try:
+            if ids != [0]:
+                await release.wait()
+            await asyncio.sleep(0.001)
+        finally:
+            at_lambda -= 1
+
+    inv = ScriptedInvoke(decide)
+    source = MemorySource([rec(i) for i in range(6)])
+    config = AdaptiveInFlightConfig(enabled=adaptive, min_in_flight=2)
+    p = pipeline(source, inv, records=1, max_in_flight=2, adaptive=config)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(p.run())
+        while len(inv.calls) < 2:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.02)  # within batch 0's wait
+        # adaptive: batch 2 took the slot batch 0 left while waiting
+        assert len(inv.calls) == (3 if adaptive else 2)
+        await asyncio.sleep(0.1)  # batch 0's wait is over; adaptive: 1 and 2 hold both slots
+        release.set()
+        while source.settled < 6:
+            await asyncio.sleep(0.002)
+        p.stop()
+        await task
+
+    asyncio.run(scenario())
+    assert sorted(source.acked) == list(range(6))
+    assert most_at_lambda == 2  # never more calls at Lambda than the limit

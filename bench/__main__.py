@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only serializer,pipeline,latency,operator,memory] ...`
+"""`python -m bench [--quick] [--only serializer,pipeline,latency,operator,memory,inflight] ...`
 
 Prints a Markdown table, writes bench/results/<UTC timestamp>.json and (unless --no-readme)
 replaces the results section of bench/README.md with the table.
@@ -16,7 +16,7 @@ from typing import Any
 
 from . import common
 
-ALL = ("serializer", "pipeline", "latency", "operator", "memory")
+ALL = ("serializer", "pipeline", "latency", "operator", "memory", "inflight")
 README = common.REPO / "bench" / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-seconds", type=float, help="produce time per latency case")
     p.add_argument("--operator-sizes", help="LambdaSink counts, e.g. 100,500")
     p.add_argument("--memory-messages", type=int, help="messages of the sustained-load run")
+    p.add_argument("--inflight-messages", type=int, help="messages per in-flight case")
+    p.add_argument("--inflight-rounds", type=int, help="rounds of the in-flight A/B")
     p.add_argument("--no-readme", action="store_true", help="do not update bench/README.md")
     a = p.parse_args(argv)
     q = a.quick
@@ -62,6 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.latency_seconds = a.latency_seconds or (6 if q else 30)
     a.operator_sizes = _ints(a.operator_sizes or ("20" if q else "100,500"))
     a.memory_messages = a.memory_messages or (10000 if q else 400000)
+    a.inflight_messages = a.inflight_messages or (2000 if q else 6000)
+    a.inflight_rounds = a.inflight_rounds or (1 if q else 2)
     a.only = [x.strip() for x in a.only.split(",") if x.strip()]
     unknown = set(a.only) - set(ALL)
     if unknown:
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
         print(f"   {name} took {time.monotonic() - t0:.0f}s", flush=True)
 
-    from . import latency, operator_scale, pipeline, serializer  # noqa: PLC0415
+    from . import inflight, latency, operator_scale, pipeline, serializer  # noqa: PLC0415
 
     section("serializer", lambda: serializer.run(a.serializer_records, 3 if a.quick else 5))
     section(
@@ -127,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         lambda: pipeline.run_memory(
             need_stack(), messages=a.memory_messages, batch=100, inflight=16
         ),
+    )
+    section(
+        "inflight",
+        lambda: inflight.run(need_stack(), messages=a.inflight_messages, rounds=a.inflight_rounds),
     )
     meta["loadAtEnd"] = common.load()
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -85,9 +85,19 @@ class Gateway:
 
     kind = "emulator"
 
-    def __init__(self, stack: dict[str, Any], functions: dict[str, tuple[str, int]]) -> None:
+    def __init__(
+        self,
+        stack: dict[str, Any],
+        functions: dict[str, tuple[str, int]],
+        *,
+        queue_timeout_s: dict[str, float] | None = None,
+    ) -> None:
+        """`queue_timeout_s`: per function, how long a call waits for a free emulator before
+        the gateway answers 429 (default 60; 0: at once, as Lambda throttles a function whose
+        concurrency is used up)."""
         self.stack = stack
         self.functions = functions
+        self.queue_timeout_s = queue_timeout_s or {}
         self.dir = Path(tempfile.mkdtemp(prefix="lambdasink-bench-gw-"))
         self.record_dir = self.dir / "records"
         self.port = free_port()
@@ -97,7 +107,12 @@ class Gateway:
     def start(self, timeout: float = 120) -> Gateway:
         registry = {
             "functions": {
-                name: {"handler": h, "concurrency": c, "timeout": 30, "queueTimeout": 60}
+                name: {
+                    "handler": h,
+                    "concurrency": c,
+                    "timeout": 30,
+                    "queueTimeout": self.queue_timeout_s.get(name, 60),
+                }
                 for name, (h, c) in self.functions.items()
             }
         }

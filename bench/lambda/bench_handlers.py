@@ -2,6 +2,9 @@
 
 `count`: counts the records of each event; the running total of this process is rewritten
 (fixed width, one pwrite) to <record dir>/count-<function>-<pid> so the bench can sum them.
+`busy`: `count` after holding its execution environment for BENCH_BUSY_MS (default 20) ms, so
+that a function's concurrency is what limits it (the gateway's added latency is spent before an
+environment is taken).
 `arrival`: for each V2 item, writes "<produce time> <arrival time>" (epoch seconds) to
 <record dir>/arrival-<function>-<pid>; the produce time is the "t" of the item's JSON value.
 """
@@ -27,6 +30,11 @@ def count(event: Any, context: Any) -> dict[str, int]:
         fd = _state["count"] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.pwrite(fd, f"{_state['total']:20d}\n".encode(), 0)
     return {"count": n}
+
+
+def busy(event: Any, context: Any) -> dict[str, int]:
+    time.sleep(float(os.environ.get("BENCH_BUSY_MS", "20")) / 1000)
+    return count(event, context)
 
 
 def arrival(event: Any, context: Any) -> dict[str, int]:

@@ -216,6 +216,9 @@ def plan_worker(name: str, spec: Mapping[str, Any]) -> WorkerPlan:
     failure = {k: v for k, v in _map(spec.get("failurePolicy")).items() if v is not None}
     if failure:
         document["failurePolicy"] = failure
+    adaptive = {k: v for k, v in _map(spec.get("adaptiveInFlight")).items() if v is not None}
+    if adaptive:
+        document["adaptiveInFlight"] = adaptive
     return WorkerPlan(config=document, env=tuple(env), mounts=tuple(mounts))
 
 

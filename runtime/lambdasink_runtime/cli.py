@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, TypeVar
 from . import credentials
 from .attempts import AttemptStore
 from .config import load_config
-from .config_help import failure_help, pulsar_help, runtime_help, sink_help, tls_help
+from .config_help import adaptive_help, failure_help, pulsar_help, runtime_help, sink_help, tls_help
 from .consumer import PulsarSource
 from .deadletter import DeadLetterProducer
 from .errors import ConfigError, FunctionCheckError, LambdaSinkError
@@ -77,9 +77,13 @@ LAMBDASINK_AWS_SECRET_KEY, LAMBDASINK_AWS_CREDENTIAL_PLUGIN_PARAM, LAMBDASINK_PU
   failurePolicy:                what happens to a record whose invocations fail (our own)
 ${failure}
 
+  adaptiveInFlight:             in-flight limit adapted per worker (our own, opt-in)
+${adaptive}
+
 HTTP: /healthz (alive, loop not stuck), /readyz (subscribed and function checked; not while
 draining or while the circuit breaker is open), /metrics (Prometheus text format), /status
-(JSON: breaker state, records dead-lettered/dropped by reason, dead-letter write errors).
+(JSON: breaker state, records dead-lettered/dropped by reason, dead-letter write errors,
+in-flight limit).
 
 exit codes: 0 clean shutdown, 1 other error, 2 configuration error, 3 function check failed.
 """).substitute(
@@ -88,6 +92,7 @@ exit codes: 0 clean shutdown, 1 other error, 2 configuration error, 3 function c
     sink=sink_help(),
     runtime=runtime_help(),
     failure=failure_help(),
+    adaptive=adaptive_help(),
 )
 
 
@@ -252,7 +257,17 @@ def run(cfg: RuntimeConfig) -> int:
                 policy=cfg.failure,
                 attempts=store,
                 dead_letters=dead_letters,
+                adaptive=cfg.adaptive,
             )
+            invoker.observer = pipeline
+            if cfg.adaptive.enabled:
+                log.info(
+                    "adaptive in-flight: between %d and %d (backoffRatio=%g latencyTolerance=%g)",
+                    pipeline.limiter.min_limit,
+                    pipeline.limiter.max_limit,
+                    cfg.adaptive.backoff_ratio,
+                    cfg.adaptive.latency_tolerance,
+                )
             state.pipeline = pipeline
             state.connected = True
             asyncio.run(_serve(pipeline))

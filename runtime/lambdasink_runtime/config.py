@@ -1,8 +1,8 @@
 """The one typed configuration model of the runtime, validated once at start-up.
 
 This module reads the whole document and re-exports each section's model: config_sink,
-config_pulsar, config_server and config_failure (one section each), config_fields (the
-property declarations) and config_values (the shared coercions).
+config_pulsar, config_server, config_failure and config_inflight (one section each),
+config_fields (the property declarations) and config_values (the shared coercions).
 
 The `sink` section is exactly the reference connector's `--sink-config` object (camelCase keys,
 same types and defaults) plus a few extensions; the `pulsar` and `runtime` sections describe the
@@ -32,6 +32,8 @@ from typing import Any, cast
 import yaml
 
 from .config_failure import DEFAULT_MAX_ATTEMPTS, CircuitBreakerConfig, FailurePolicyConfig
+from .config_inflight import SECTION as ADAPTIVE_SECTION
+from .config_inflight import AdaptiveInFlightConfig
 from .config_pulsar import ENV_PULSAR_TOKEN, PulsarAuth, PulsarConfig
 from .config_server import ENV_HTTP_PORT, ServerConfig
 from .config_sink import (
@@ -67,6 +69,7 @@ __all__ = [
     "PLUGIN_DEFAULT_CHAIN",
     "PLUGIN_STS_ASSUME_ROLE",
     "SYNC_PAYLOAD_LIMIT_BYTES",
+    "AdaptiveInFlightConfig",
     "CircuitBreakerConfig",
     "FailurePolicyConfig",
     "PulsarAuth",
@@ -83,13 +86,14 @@ REDACTED = "<redacted>"
 
 @dataclass(frozen=True, slots=True)
 class RuntimeConfig:
-    """The whole worker configuration: the `pulsar`, `sink`, `runtime` and `failurePolicy`
-    sections."""
+    """The whole worker configuration: the `pulsar`, `sink`, `runtime`, `failurePolicy` and
+    `adaptiveInFlight` sections."""
 
     pulsar: PulsarConfig
     sink: SinkConfig
     runtime: ServerConfig = field(default_factory=ServerConfig)
     failure: FailurePolicyConfig = field(default_factory=FailurePolicyConfig)
+    adaptive: AdaptiveInFlightConfig = field(default_factory=AdaptiveInFlightConfig)
 
     @classmethod
     def from_mapping(
@@ -97,7 +101,7 @@ class RuntimeConfig:
     ) -> RuntimeConfig:
         """Validate a whole document; `env` (default: none) supplies secrets and overrides."""
         doc = as_mapping("(document)", doc)
-        check_keys("", doc, ("pulsar", "sink", "runtime", "failurePolicy"))
+        check_keys("", doc, ("pulsar", "sink", "runtime", "failurePolicy", ADAPTIVE_SECTION))
         env = env if env is not None else {}
         if doc.get("sink") is None:
             raise ConfigError("sink", None, "the sink section (a --sink-config object)")
@@ -118,6 +122,9 @@ class RuntimeConfig:
             sink=sink,
             runtime=ServerConfig.from_mapping(doc.get("runtime") or {}, env=env),
             failure=failure,
+            adaptive=AdaptiveInFlightConfig.from_mapping(
+                doc.get(ADAPTIVE_SECTION) or {}, max_in_flight=sink.max_in_flight
+            ),
         )
 
     def redacted_dict(self) -> dict[str, Any]:

@@ -1,10 +1,11 @@
-"""The pulsar, sink, runtime and failurePolicy parts of the CLI help, written from the property
-declarations so the defaults the help shows are the ones the parser applies."""
+"""The pulsar, sink, runtime, failurePolicy and adaptiveInFlight parts of the CLI help, written
+from the property declarations so the defaults the help shows are the ones the parser applies."""
 
 from __future__ import annotations
 
 from .config_failure import BREAKER_PROPS, CIRCUIT_BREAKER_KEY, FAILURE_PROPS
 from .config_fields import help_block, help_columns, help_items
+from .config_inflight import INFLIGHT_PROPS
 from .config_pulsar import PULSAR_PROPS, TLS_PROPS
 from .config_server import RUNTIME_PROPS
 from .config_sink import SINK_PROPS
@@ -29,6 +30,11 @@ def failure_help() -> str:
         breaker[-1] + "}",
     ]
     return help_block(items, _INDENT)
+
+
+def adaptive_help() -> str:
+    """adaptiveInFlight's properties, one per line with what it does."""
+    return help_columns(INFLIGHT_PROPS)
 
 
 def runtime_help() -> str:

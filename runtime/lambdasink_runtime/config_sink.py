@@ -256,7 +256,8 @@ SINK_PROPS: tuple[Prop, ...] = (
         "max_in_flight",
         4,
         1,
-        "Extension. Concurrent invocations per worker.",
+        "Extension. Concurrent invocations per worker; the upper bound when adaptiveInFlight "
+        "is enabled.",
         maximum=1024,
         extension=True,
     ),

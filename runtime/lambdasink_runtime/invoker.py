@@ -42,6 +42,7 @@ from botocore.exceptions import (
 
 from .credentials import AwsSession, session_for
 from .errors import FunctionCheckError, InvokeError, failure_reason
+from .inflight_limit import AttemptObserver
 from .lambda_http import LambdaHttp, http_error, parse_retry_after, proxied
 from .metrics import Metrics
 
@@ -118,7 +119,11 @@ class Invoker:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         transport: Transport = "auto",
+        observer: AttemptObserver | None = None,
     ) -> None:
+        #: Hears how each attempt ended (the adaptive in-flight limit learns from throttles
+        #: that the retries here would otherwise hide).
+        self.observer = observer
         self.function = sink.lambda_function_name
         self.invocation_type = "RequestResponse" if sink.synchronous_invocation else "Event"
         self.max_retries = sink.invoke_max_retries
@@ -238,12 +243,15 @@ class Invoker:
         attempt = 0
         try:
             while True:
+                begun = time.monotonic()
                 try:
                     resp = await loop.run_in_executor(self._pool, self.invoke_once, payload)
                     self.metrics.invocations.labels("success").inc()
+                    self._observe(begun, "success", None)
                     return resp
                 except InvokeError as err:
                     reason = failure_reason(err)
+                    self._observe(begun, reason, err.retry_after_s)
                     final = not err.retriable or err.code == "FunctionError"
                     if final or attempt >= self.max_retries:
                         self.metrics.invocations.labels(reason).inc()
@@ -252,9 +260,16 @@ class Invoker:
                     self.metrics.invoke_retries.labels(reason).inc()
                     log.debug("invoke retry %d in %.3fs: %s", attempt + 1, delay, err)
                     attempt += 1
-                    await self._sleep(delay)
+                    if self.observer is not None:
+                        await self.observer.wait_retry(delay, self._sleep)
+                    else:
+                        await self._sleep(delay)
         finally:
             self.metrics.invoke_latency.observe(time.monotonic() - started)
+
+    def _observe(self, begun: float, outcome: str, retry_after_s: float | None) -> None:
+        if self.observer is not None:
+            self.observer.attempt_ended(begun, time.monotonic() - begun, outcome, retry_after_s)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -107,6 +107,17 @@ class Metrics:
             registry=r,
         )
         self.inflight = Gauge(p + "inflight_invocations", "Invocations in flight.", registry=r)
+        self.inflight_limit = Gauge(
+            p + "inflight_limit",
+            "Invocations allowed in flight now (maxInFlight, or the adaptive limit).",
+            registry=r,
+        )
+        self.inflight_limit_changes = Counter(
+            p + "inflight_limit_changes_total",
+            "Changes of the adaptive in-flight limit, by cause (success, throttled, latency).",
+            ("reason",),
+            registry=r,
+        )
         self.oversize = Counter(
             p + "oversize_records_total",
             "Records larger than the invocation payload limit.",

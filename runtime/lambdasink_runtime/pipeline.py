@@ -6,7 +6,9 @@ its ack/nack decisions are unit-tested with small in-memory implementations of b
 Rules it keeps:
 - a record is acked only after the invocation carrying it succeeded; every failure (serialize,
   schema lookup, oversize, invoke after retries, shutdown timeout) ends in a nack;
-- at most `max_in_flight` invocations at once; closed batches wait in a short queue and the
+- at most `max_in_flight` invocations at once, or fewer with `adaptiveInFlight`: the limit
+  then adapts (`inflight_limit.py`) to the throttles and latency each attempt reports through
+  `attempt_ended`, the invoker's retries included; closed batches wait in a short queue and the
   receiver stops pulling while that queue is full (bounded memory, backpressure);
 - `ordered=True` (Failover, Key_Shared, Exclusive): a batch is not dispatched while an earlier
   batch sharing an ordering key is in flight or still waiting, so invocations for one key happen
@@ -33,14 +35,14 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from .batcher import Batch, Batcher
 from .breaker import CircuitBreaker, State
-from .config import FailurePolicyConfig
+from .config import AdaptiveInFlightConfig, FailurePolicyConfig
 from .errors import InvokeError, LambdaSinkError, PayloadTooLargeError
 from .failure import (
     Attempts,
@@ -52,6 +54,7 @@ from .failure import (
     record_key,
     too_old,
 )
+from .inflight_limit import AdaptiveLimit, FixedLimit
 from .metrics import Metrics
 from .record import Record, Rejected
 from .serializer import Serializer
@@ -62,6 +65,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("lambdasink.pipeline")
 
 ORDERED_SUBSCRIPTIONS = frozenset({"Failover", "Key_Shared", "Exclusive"})
+#: How often a retry that waited out its backoff looks for a free slot (adaptive limit).
+SLOT_POLL_S = 0.005
 
 
 class Source(Protocol):
@@ -154,6 +159,7 @@ class Pipeline:
         attempts: AttemptLog | None = None,
         dead_letters: DeadLetters | None = None,
         subscription: str = "",
+        adaptive: AdaptiveInFlightConfig | None = None,
     ) -> None:
         self.source = source
         self.serialize = serialize
@@ -161,6 +167,16 @@ class Pipeline:
         self.invoker = invoker
         self.metrics = metrics or Metrics()
         self.max_in_flight = max(1, max_in_flight)
+        self.limiter: FixedLimit | AdaptiveLimit = FixedLimit(self.max_in_flight)
+        if adaptive is not None and adaptive.enabled:
+            self.limiter = AdaptiveLimit(
+                min_limit=min(adaptive.min_in_flight, self.max_in_flight),
+                max_limit=self.max_in_flight,
+                backoff_ratio=adaptive.backoff_ratio,
+                latency_tolerance=adaptive.latency_tolerance,
+                clock=clock,
+                on_change=self._limit_changed,
+            )
         self.ordered = ordered
         self.drain_timeout_s = drain_timeout_s
         self.receive_timeout_s = receive_timeout_s
@@ -185,6 +201,8 @@ class Pipeline:
         )
         #: Tasks waiting out a retry backoff: they hold their keys but not an invocation slot.
         self._parked = 0
+        #: Parked invoker retries whose wait is over, waiting for a free slot (adaptive only).
+        self._ready_retries = 0
         self._blocked: set[str] = set()
         self._stop_event: asyncio.Event | None = None
         self.last_dead_letter_error = ""
@@ -200,6 +218,7 @@ class Pipeline:
         self.running = False
         #: Clock time of the receive loop's last turn; /healthz uses it to detect a stuck loop.
         self.heartbeat = clock()
+        self.metrics.inflight_limit.set(self.limiter.limit)
 
     @classmethod
     def from_config(
@@ -214,6 +233,7 @@ class Pipeline:
         policy: FailurePolicyConfig | None = None,
         attempts: AttemptLog | None = None,
         dead_letters: DeadLetters | None = None,
+        adaptive: AdaptiveInFlightConfig | None = None,
     ) -> Pipeline:
         serializer = Serializer(sink)
         v2 = sink.payload_format == "V2"
@@ -237,6 +257,7 @@ class Pipeline:
             attempts=attempts,
             dead_letters=dead_letters,
             subscription=pulsar_cfg.subscription_name,
+            adaptive=adaptive,
         )
 
     # -- control --------------------------------------------------------------------------
@@ -351,12 +372,63 @@ class Pipeline:
     # -- dispatch and settlement ----------------------------------------------------------
 
     def _full(self) -> bool:
-        """No free invocation slot. Tasks parked in a retry backoff do not use one, but at most
-        3x `max_in_flight` of them may wait (bounded memory; then the receiver stops too)."""
-        return (
-            len(self._tasks) - self._parked >= self.max_in_flight
-            or len(self._tasks) >= 4 * self.max_in_flight
-        )
+        """No free invocation slot (the current limit). Tasks parked in a retry backoff do not
+        use one, but at most 3x `max_in_flight` of them may wait (bounded memory; then the
+        receiver stops too)."""
+        taken = self._busy() + self._ready_retries  # retries due go before new batches
+        return taken >= self.limiter.limit or len(self._tasks) >= 4 * self.max_in_flight
+
+    def _busy(self) -> int:
+        """Invocations holding a slot: started, not parked in a retry backoff."""
+        return len(self._tasks) - self._parked
+
+    def attempt_ended(
+        self,
+        started_at: float,
+        latency_s: float,
+        outcome: str,
+        retry_after_s: float | None = None,
+    ) -> None:
+        """The invoker's report of one attempt (retries included): what the limit learns from.
+        Other service failures (5xx, timeouts) are the circuit breaker's to judge."""
+        if outcome == "success":
+            self.limiter.on_success(latency_s, started_at, self._busy())
+        elif outcome == "throttled":
+            self.limiter.on_throttle(started_at, retry_after_s)
+
+    async def wait_retry(self, delay_s: float, sleep: Callable[[float], Awaitable[None]]) -> None:
+        """The invoker's wait before retrying a throttled or failed call. With an adaptive limit
+        it frees the slot, like a retry backoff here: the limit counts calls at Lambda, and a
+        cut to a few slots must not leave them all waiting out a Retry-After. With a fixed one
+        the slot stays held (maxInFlight bounds the calls started, as it always did).
+
+        After the wait the retry takes a slot again only once one is free (before new batches
+        do): a retry above the limit is how a throttle round would start over."""
+        if not self.limiter.adaptive:
+            await sleep(delay_s)
+            return
+        self._parked += 1
+        self._dispatch()
+        try:
+            await sleep(delay_s)
+            self._ready_retries += 1
+            try:
+                while self._busy() >= self.limiter.limit and not self._stopping:
+                    await asyncio.sleep(SLOT_POLL_S)
+            finally:
+                self._ready_retries -= 1
+        finally:
+            self._parked -= 1
+
+    def _limit_changed(self, before: int, after: int, reason: str) -> None:
+        self.metrics.inflight_limit.set(after)
+        self.metrics.inflight_limit_changes.labels(reason).inc()
+        if after < before:
+            log.info("in-flight limit %d -> %d (%s)", before, after, reason)
+        else:
+            log.debug("in-flight limit %d -> %d (%s)", before, after, reason)
+            if self._progress is not None:
+                self._dispatch()
 
     def _dispatch(self) -> None:
         if not self._waiting or self._full():
@@ -788,7 +860,8 @@ class Pipeline:
         self.metrics.messages_nacked.labels(reason).inc()
 
     def status(self) -> dict[str, object]:
-        """What the operator shows: breaker state and where given-up records went."""
+        """What the operator shows: breaker state, where given-up records went, the in-flight
+        limit."""
         opened = self.breaker.opened_at
         return {
             "breaker": {
@@ -801,6 +874,14 @@ class Pipeline:
             "deadLetterError": self.last_dead_letter_error,
             "blocked": len(self._blocked),
             "acked": self.metrics.messages_acked.value(),
+            "inFlight": {
+                "limit": self.limiter.limit,
+                "adaptive": self.limiter.adaptive,
+                "min": self.limiter.min_limit,
+                "max": self.limiter.max_limit,
+                "current": self._busy(),
+                "lastCut": self.limiter.last_cut_reason,
+            },
         }
 
     # -- drain ----------------------------------------------------------------------------

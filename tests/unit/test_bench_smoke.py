@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from bench import common, invoke_ab, serializer
+from bench import common, inflight, invoke_ab, serializer
 
 
 def test_serializer_benchmark_produces_rows() -> None:
@@ -26,3 +26,30 @@ def test_invoke_ab_runs_both_paths(capsys: pytest.CaptureFixture[str]) -> None:
         assert invoke_ab.main() == 0
     out = capsys.readouterr().out
     assert "| lean |" in out and "| boto3 |" in out and "boto3 / lean = " in out
+
+
+def test_inflight_rows_compare_adaptive_with_fixed() -> None:
+    """The in-flight A/B's rows from made-up case results (the cases need the stack)."""
+
+    def case(function: str, adaptive: bool, rate: float, per1000: float) -> dict[str, object]:
+        return {
+            "function": function,
+            "adaptive": adaptive,
+            "rate": rate,
+            "throttlesPer1000": per1000,
+            "limitMedian": 2.0,
+        }
+
+    rows = inflight._rows(
+        [
+            case(inflight.CAPPED, False, 800, 7.0),
+            case(inflight.CAPPED, True, 790, 1.4),
+            case(inflight.OPEN, False, 1500, 0.0),
+            case(inflight.OPEN, True, 1550, 0.0),
+        ]
+    )
+    assert [(r.unit, r.value, r.baseline, r.ok) for r in rows] == [
+        ("msg/s", 790, 800, True),
+        ("429s/1000 msgs", 1.4, 7.0, True),
+        ("msg/s", 1550, 1500, True),
+    ]

@@ -870,3 +870,34 @@ def test_load_config_errors(tmp_path: Path) -> None:
     scalar.write_text("just a string\n")
     with pytest.raises(ConfigError):
         load_config(str(scalar), env={})
+
+
+# --------------------------------------------------------------------------- adaptiveInFlight
+
+
+def test_adaptive_in_flight_is_off_by_default_and_read_when_given() -> None:
+    assert RuntimeConfig.from_mapping(doc()).adaptive.enabled is False
+    block = {"enabled": True, "minInFlight": 2, "backoffRatio": 0.7, "latencyTolerance": 0}
+    cfg = RuntimeConfig.from_mapping(doc(adaptiveInFlight=block))
+    adaptive = cfg.adaptive
+    assert (adaptive.enabled, adaptive.min_in_flight) == (True, 2)
+    assert (adaptive.backoff_ratio, adaptive.latency_tolerance) == (0.7, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("block", "field", "fragment"),
+    [
+        ({"minInFlight": 5}, "adaptiveInFlight.minInFlight", "at most sink.maxInFlight (4)"),
+        ({"minInFlight": 0}, "adaptiveInFlight.minInFlight", "from 1"),
+        ({"backoffRatio": 1}, "adaptiveInFlight.backoffRatio", "0.9"),
+        ({"latencyTolerance": 0.5}, "adaptiveInFlight.latencyTolerance", "above 1"),
+        ({"enable": True}, "adaptiveInFlight.enable", "allowed keys"),
+    ],
+)
+def test_adaptive_in_flight_errors_name_the_field(
+    block: dict[str, Any], field: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        RuntimeConfig.from_mapping(doc(adaptiveInFlight=block))
+    assert info.value.field == field
+    assert fragment in str(info.value)

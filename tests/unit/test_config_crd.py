@@ -1,6 +1,6 @@
 """The runtime's property declarations against the CRD: a default, bound or description that
-differs between `spec.sinkConfig`/`spec.failurePolicy`/`spec.logLevel` and what the worker
-applies fails here."""
+differs between `spec.sinkConfig`/`spec.failurePolicy`/`spec.adaptiveInFlight`/`spec.logLevel`
+and what the worker applies fails here."""
 
 from __future__ import annotations
 
@@ -10,9 +10,15 @@ from typing import Any
 import pytest
 import yaml
 
-from lambdasink_runtime.config import CircuitBreakerConfig, FailurePolicyConfig, SinkConfig
+from lambdasink_runtime.config import (
+    AdaptiveInFlightConfig,
+    CircuitBreakerConfig,
+    FailurePolicyConfig,
+    SinkConfig,
+)
 from lambdasink_runtime.config_failure import BREAKER_PROPS, CIRCUIT_BREAKER_KEY, FAILURE_PROPS
 from lambdasink_runtime.config_fields import Prop
+from lambdasink_runtime.config_inflight import INFLIGHT_PROPS
 from lambdasink_runtime.config_pulsar import PULSAR, STRUCTURE_KEYS
 from lambdasink_runtime.config_server import RUNTIME
 from lambdasink_runtime.config_sink import SINK_ALIASES, SINK_PROPS
@@ -24,6 +30,7 @@ SECTIONS: list[tuple[str, tuple[Prop, ...], type[Any], tuple[str, ...]]] = [
     ("sinkConfig", SINK_PROPS, SinkConfig, ()),
     ("failurePolicy", FAILURE_PROPS, FailurePolicyConfig, (CIRCUIT_BREAKER_KEY,)),
     ("failurePolicy.circuitBreaker", BREAKER_PROPS, CircuitBreakerConfig, ()),
+    ("adaptiveInFlight", INFLIGHT_PROPS, AdaptiveInFlightConfig, ()),
 ]
 IDS = [s[0] for s in SECTIONS]
 

@@ -18,6 +18,7 @@ from lambdasink_runtime.config import (
 )
 from lambdasink_runtime.config_failure import BREAKER_PROPS, FAILURE_PROPS
 from lambdasink_runtime.config_fields import Prop
+from lambdasink_runtime.config_inflight import INFLIGHT_PROPS, AdaptiveInFlightConfig
 from lambdasink_runtime.config_pulsar import PULSAR_PROPS, TLS_PROPS
 from lambdasink_runtime.config_server import RUNTIME_PROPS
 from lambdasink_runtime.config_sink import SINK_PROPS
@@ -151,6 +152,7 @@ MODELS: list[tuple[type[Any], tuple[Prop, ...], set[str]]] = [
     (ServerConfig, RUNTIME_PROPS, set()),
     (FailurePolicyConfig, FAILURE_PROPS, {"circuit_breaker"}),
     (CircuitBreakerConfig, BREAKER_PROPS, set()),
+    (AdaptiveInFlightConfig, INFLIGHT_PROPS, set()),
 ]
 
 

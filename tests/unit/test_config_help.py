@@ -10,6 +10,7 @@ from lambdasink_runtime.cli import EPILOG
 from lambdasink_runtime.config import RuntimeConfig
 from lambdasink_runtime.config_failure import BREAKER_PROPS, FAILURE_PROPS
 from lambdasink_runtime.config_fields import Prop
+from lambdasink_runtime.config_inflight import INFLIGHT_PROPS
 from lambdasink_runtime.config_pulsar import PULSAR_PROPS, TLS_PROPS
 from lambdasink_runtime.config_server import RUNTIME_PROPS
 from lambdasink_runtime.config_sink import SINK_PROPS
@@ -60,17 +61,18 @@ def test_help_names_each_property_with_the_applied_default(prop: Prop, value: ob
 
 
 def pulsar_applied() -> list[tuple[Prop, object]]:
-    cfg = RuntimeConfig.from_mapping(DOC).pulsar
+    cfg = RuntimeConfig.from_mapping(DOC)
     return [
-        *((p, getattr(cfg, p.attr)) for p in PULSAR_PROPS),
-        *((p, getattr(cfg.auth, p.attr)) for p in TLS_PROPS),
+        *((p, getattr(cfg.pulsar, p.attr)) for p in PULSAR_PROPS),
+        *((p, getattr(cfg.pulsar.auth, p.attr)) for p in TLS_PROPS),
+        *((p, getattr(cfg.adaptive, p.attr)) for p in INFLIGHT_PROPS),
     ]
 
 
 @pytest.mark.parametrize(
     ("prop", "value"), pulsar_applied(), ids=[p.key for p, _ in pulsar_applied()]
 )
-def test_pulsar_help_lines_say_what_and_the_applied_default(prop: Prop, value: object) -> None:
+def test_column_help_lines_say_what_and_the_applied_default(prop: Prop, value: object) -> None:
     assert f" {prop.key} {prop.description}" in HELP, prop.key
     if prop.choices:
         assert f"{shown(value)} (default)" in HELP

@@ -7,7 +7,7 @@ emulator cannot produce throttles, 5xx, 413, function errors or GetFunction answ
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 
 import pytest
@@ -139,6 +139,39 @@ def test_throttle_honours_retry_after(api: LambdaApi, transport: Transport) -> N
     assert len(api.invocations()) == 2
     assert sleeps.delays and sleeps.delays[0] >= 0.05  # backoff alone would be <= 4 ms
     assert metrics.invoke_retries.value("throttled") == 1
+
+
+class Attempts:
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, float, str]] = []
+
+    def attempt_ended(
+        self, started_at: float, latency_s: float, outcome: str, retry_after_s: float | None
+    ) -> None:
+        self.seen.append((started_at, latency_s, outcome))
+        if outcome == "throttled":
+            assert retry_after_s == pytest.approx(0.01)
+
+    async def wait_retry(self, delay_s: float, sleep: Callable[[float], Awaitable[None]]) -> None:
+        self.seen.append((0.0, delay_s, "wait"))
+        await sleep(delay_s)
+
+
+def test_every_attempt_is_reported_to_the_observer(api: LambdaApi, transport: Transport) -> None:
+    """The adaptive in-flight limit hears the throttles the retries here would hide."""
+    api.script(
+        Reply.error(429, "TooManyRequestsException", retry_after=0.01),
+        Reply.error(503, "ServiceException"),
+    )
+    inv, _, _ = make(api, transport)
+    inv.observer = observer = Attempts()
+    run(inv)
+    outcomes = [o for _, _, o in observer.seen]
+    assert outcomes == ["throttled", "wait", "server_error", "wait", "success"]
+    waits = [d for _, d, o in observer.seen if o == "wait"]
+    assert waits[0] >= 0.01  # Retry-After, waited through the observer (it frees the slot)
+    starts = [s for s, _, o in observer.seen if o != "wait"]
+    assert starts == sorted(starts) and all(lat >= 0 for _, lat, _ in observer.seen)
 
 
 def test_throttle_retry_after_is_parsed_by_botocore(api: LambdaApi, transport: Transport) -> None:

@@ -52,6 +52,20 @@ SERIES = [
     ),
     ("inflight", "lambdasink_inflight_invocations", "gauge", (), "Invocations in flight."),
     (
+        "inflight_limit",
+        "lambdasink_inflight_limit",
+        "gauge",
+        (),
+        "Invocations allowed in flight now (maxInFlight, or the adaptive limit).",
+    ),
+    (
+        "inflight_limit_changes",
+        "lambdasink_inflight_limit_changes_total",
+        "counter",
+        ("reason",),
+        "Changes of the adaptive in-flight limit, by cause (success, throttled, latency).",
+    ),
+    (
         "oversize",
         "lambdasink_oversize_records_total",
         "counter",

@@ -66,6 +66,18 @@ def test_plan_builds_the_runtime_document() -> None:
     assert spec.validate(plan, AWS_VALUES) is None
 
 
+def test_adaptive_in_flight_passes_to_the_worker_unchanged() -> None:
+    block = {"enabled": True, "minInFlight": 2, "backoffRatio": 0.7, "latencyTolerance": None}
+    plan = spec.plan_worker("orders", sample(adaptiveInFlight=block))
+    assert plan.config["adaptiveInFlight"] == {
+        "enabled": True,
+        "minInFlight": 2,
+        "backoffRatio": 0.7,
+    }
+    assert spec.validate(plan, AWS_VALUES) is None
+    assert "adaptiveInFlight" not in spec.plan_worker("orders", sample()).config
+
+
 def test_config_json_is_stable_and_carries_no_secret() -> None:
     plan = spec.plan_worker("orders", sample())
     text = plan.config_json()
@@ -164,6 +176,11 @@ def test_authentication_and_tls_become_env_and_files() -> None:
         ({"input": {"topics": ["a"], "topicsPattern": "b.*"}}, "spec.input.topics", "exactly one"),
         ({"pulsar": {"serviceUrl": "http://broker"}}, "spec.pulsar.serviceUrl", "pulsar://"),
         ({"logLevel": "LOUD"}, "spec.logLevel", "INFO"),
+        (
+            {"adaptiveInFlight": {"enabled": True, "minInFlight": 5}},
+            "spec.adaptiveInFlight.minInFlight",
+            "at most sink.maxInFlight (4)",
+        ),
     ],
 )
 def test_invalid_specs_name_the_spec_field(

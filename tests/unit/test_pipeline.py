@@ -23,6 +23,7 @@ from tests.lambda_api import LambdaApi
 
 from lambdasink_runtime.batcher import Batcher
 from lambdasink_runtime.config import (
+    AdaptiveInFlightConfig,
     CircuitBreakerConfig,
     FailurePolicyConfig,
     PulsarConfig,
@@ -525,3 +526,158 @@ def test_from_config_wires_format_limits_and_order() -> None:
     q = Pipeline.from_config(v1, PulsarConfig(topics=("t",)), MemorySource(), ScriptedInvoke())
     assert not q.batcher.array and q.batcher.max_records == 1 and not q.ordered
     assert q.batcher.limit_bytes == 1024 * 1024
+
+
+# --------------------------------------------------------------------------- adaptive in-flight
+
+ADAPTIVE = AdaptiveInFlightConfig(enabled=True, min_in_flight=1)
+
+
+def test_adaptive_limit_starts_at_its_minimum_and_grows_on_success() -> None:
+    release = asyncio.Event()
+    inv = ScriptedInvoke()
+    p: Pipeline
+
+    async def hold(ids: list[int]) -> None:
+        started = time.monotonic()
+        await release.wait()
+        await asyncio.sleep(0.002)
+        p.attempt_ended(started, time.monotonic() - started, "success")
+
+    inv.decide = hold
+    source = MemorySource([rec(i) for i in range(40)])
+    p = pipeline(source, inv, records=2, max_in_flight=8, adaptive=ADAPTIVE)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(p.run())
+        while inv.active < 1:
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(0.05)  # every chance to exceed the limit
+        assert inv.active == 1
+        assert p.metrics.inflight_limit.value() == 1
+        release.set()
+        while source.settled < 40:
+            await asyncio.sleep(0.002)
+        p.stop()
+        await task
+
+    asyncio.run(scenario())
+    assert sorted(source.acked) == list(range(40))
+    assert p.limiter.limit > 1 and inv.max_active > 1
+    assert p.metrics.inflight_limit.value() == p.limiter.limit
+    assert p.metrics.inflight_limit_changes.value("success") >= 1
+
+
+def test_throttles_cut_the_adaptive_limit_and_are_retried_in_place() -> None:
+    """A function with room for 2 concurrent calls throttles the rest: the invoker-like script
+    reports each attempt, retries once (waiting through the pipeline, which frees the slot),
+    then raises the 429 for the pipeline to retry."""
+    inv = ScriptedInvoke()
+    running = 0
+    p: Pipeline
+
+    async def capped(ids: list[int]) -> None:
+        nonlocal running
+        for attempt in range(2):
+            started = time.monotonic()
+            if running >= 2:
+                p.attempt_ended(started, 0.0, "throttled")
+                if attempt == 0:
+                    await p.wait_retry(0.001, asyncio.sleep)
+                    continue
+                raise InvokeError("Rate Exceeded.", retriable=True, status=429)
+            running += 1
+            try:
+                await asyncio.sleep(0.003)
+            finally:
+                running -= 1
+            p.attempt_ended(started, time.monotonic() - started, "success")
+            return
+
+    inv.decide = capped
+    source = MemorySource([rec(i) for i in range(300)])
+    adaptive = AdaptiveInFlightConfig(enabled=True, min_in_flight=1, latency_tolerance=0.0)
+    p = pipeline(source, inv, records=2, max_in_flight=8, adaptive=adaptive)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(p.run())
+        while source.settled < 300:
+            await asyncio.sleep(0.002)
+        p.stop()
+        await task
+
+    asyncio.run(scenario())
+    assert sorted(source.acked) == list(range(300)) and not source.nacked
+    assert p.metrics.inflight_limit_changes.value("throttled") >= 1
+    assert p.limiter.limit < 8
+    assert p.breaker.state == "closed"
+    status = p.status()["inFlight"]
+    assert status == {
+        "limit": p.limiter.limit,
+        "adaptive": True,
+        "min": 1,
+        "max": 8,
+        "current": 0,
+        "lastCut": "throttled",
+    }
+
+
+def test_fixed_limit_is_reported_as_such() -> None:
+    p = pipeline(MemorySource(), ScriptedInvoke(), max_in_flight=6)
+    assert p.metrics.inflight_limit.value() == 6
+    p.attempt_ended(0.0, 0.0, "throttled")
+    assert p.status()["inFlight"] == {
+        "limit": 6,
+        "adaptive": False,
+        "min": 6,
+        "max": 6,
+        "current": 0,
+        "lastCut": "",
+    }
+
+
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_invoker_retry_waits_free_the_slot_only_with_an_adaptive_limit(adaptive: bool) -> None:
+    """Batch 0 is throttled once and waits out a Retry-After through `wait_retry`: with an
+    adaptive limit another batch takes its slot meanwhile, and the retry waits for a free slot
+    before it calls again; with a fixed one the slot stays held."""
+    release = asyncio.Event()
+    at_lambda = 0
+    most_at_lambda = 0
+    p: Pipeline
+
+    async def decide(ids: list[int]) -> None:
+        nonlocal at_lambda, most_at_lambda
+        if ids == [0]:
+            await p.wait_retry(0.05, asyncio.sleep)
+        at_lambda += 1
+        most_at_lambda = max(most_at_lambda, at_lambda)
+        try:
+            if ids != [0]:
+                await release.wait()
+            await asyncio.sleep(0.001)
+        finally:
+            at_lambda -= 1
+
+    inv = ScriptedInvoke(decide)
+    source = MemorySource([rec(i) for i in range(6)])
+    config = AdaptiveInFlightConfig(enabled=adaptive, min_in_flight=2)
+    p = pipeline(source, inv, records=1, max_in_flight=2, adaptive=config)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(p.run())
+        while len(inv.calls) < 2:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.02)  # within batch 0's wait
+        # adaptive: batch 2 took the slot batch 0 left while waiting
+        assert len(inv.calls) == (3 if adaptive else 2)
+        await asyncio.sleep(0.1)  # batch 0's wait is over; adaptive: 1 and 2 hold both slots
+        release.set()
+        while source.settled < 6:
+            await asyncio.sleep(0.002)
+        p.stop()
+        await task
+
+    asyncio.run(scenario())
+    assert sorted(source.acked) == list(range(6))
+    assert most_at_lambda == 2  # never more calls at Lambda than the limit

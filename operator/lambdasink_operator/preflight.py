@@ -3,7 +3,9 @@
 Run on create/update of a sink (and a change of a Secret it reads), and for every sink on a
 bounded background schedule (a task like the worker-status poll, not a kopf timer, which would
 add a finalizer), at most `CONCURRENCY` sinks at a time, each round within `ROUND_TIMEOUT_S`.
-The probes use the sink's own Secrets only: its AWS keys for a DryRun Invoke and GetFunction
+The probes block (boto3, urllib), so they run on a small executor of their own: a slow endpoint
+never takes the threads the Kubernetes calls (`kube.py`) run on. The probes use the sink's own
+Secrets only: its AWS keys for a DryRun Invoke and GetFunction
 (`lambda_check`), its Pulsar authentication for the admin API (`pulsar_admin`); file-based
 Secrets (OAuth2 key, TLS client certificate, CA) are written to a private temporary directory
 for the round and removed after it. Results fold into conditions through
@@ -22,9 +24,10 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lambdasink_runtime import config as runtime_config
 from lambdasink_runtime.config_pulsar import PulsarConfig
@@ -46,6 +49,7 @@ ROUND_TIMEOUT_S = 30.0
 SUBSCRIPTION_LOOKUPS = 20
 
 log = logging.getLogger("lambdasink.operator.preflight")
+T = TypeVar("T")
 
 
 def settings_of(cfg: runtime_config.RuntimeConfig) -> Settings:
@@ -132,6 +136,11 @@ class Preflight:
         self.interval_s = interval_s
         self.round_timeout_s = round_timeout_s
         self._slots = asyncio.Semaphore(max(1, concurrency))
+        # two probes per round; threads a timed-out round leaves behind end on their own
+        # socket timeouts and only delay later rounds
+        self._threads = ThreadPoolExecutor(
+            max_workers=2 * max(1, concurrency), thread_name_prefix="preflight"
+        )
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._again: set[tuple[str, str]] = set()
 
@@ -160,6 +169,13 @@ class Preflight:
                     await self.check(key[0], key[1], view)
                 except KubeError as exc:
                     log.warning("pre-flight of %s/%s not written: %s", key[0], key[1], exc)
+                except TimeoutError:
+                    log.warning(
+                        "pre-flight of %s/%s took over %g s; next round later",
+                        key[0],
+                        key[1],
+                        self.round_timeout_s,
+                    )
                 except Exception:
                     log.exception("pre-flight of %s/%s failed", key[0], key[1])
                 if key not in self._again:
@@ -184,6 +200,10 @@ class Preflight:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _in_thread(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call, *args)
 
     # ------------------------------------------------------------------ one sink
 
@@ -223,8 +243,8 @@ class Preflight:
                 topics = TopicProbe(error=why, skipped=True)
             else:
                 function, topics = await asyncio.gather(
-                    asyncio.to_thread(lambda_check.probe, cfg.sink),
-                    asyncio.to_thread(probe_topics, cfg.pulsar),
+                    self._in_thread(lambda_check.probe, cfg.sink),
+                    self._in_thread(probe_topics, cfg.pulsar),
                 )
         return preflight_rules.fold(function, topics, settings, generation)
 

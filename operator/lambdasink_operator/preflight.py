@@ -6,7 +6,7 @@ add a finalizer), at most `CONCURRENCY` sinks at a time, each round within `ROUN
 The probes block (boto3, urllib), so they run on a small executor of their own: a slow endpoint
 never takes the threads the Kubernetes calls (`kube.py`) run on. The probes use the sink's own
 Secrets only: its AWS keys for a DryRun Invoke and GetFunction
-(`lambda_check`), its Pulsar authentication for the admin API (`pulsar_admin`); file-based
+(`lambda_check`), its Pulsar authentication for the admin API (`pulsar_topics`); file-based
 Secrets (OAuth2 key, TLS client certificate, CA) are written to a private temporary directory
 for the round and removed after it. Results fold into conditions through
 `preflight_rules.fold`; a change to False posts one Warning Event; a change of what blocks
@@ -37,7 +37,7 @@ from . import lambda_check, preflight_rules, spec
 from .kube import KubeError
 from .observed import View
 from .preflight_rules import FunctionProbe, Settings, TopicProbe
-from .pulsar_admin import PulsarAdmin, PulsarAdminError, pattern_namespace, topic_name
+from .pulsar_topics import PulsarAdmin, PulsarAdminError, pattern_namespace, topic_name
 from .reconcile import Reconciler
 
 #: Seconds between background rounds over every sink (0: only on create/update).

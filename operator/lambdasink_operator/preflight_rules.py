@@ -1,6 +1,6 @@
 """Pure pre-flight bookkeeping: what the probes found → four conditions, and whether Ready cares.
 
-The probes (`lambda_check`, `pulsar_admin` via `preflight`) return the plain results below;
+The probes (`lambda_check`, `pulsar_topics` via `preflight`) return the plain results below;
 `fold` turns them into `FunctionReachable`, `TimeoutsCompatible`, `TopicsExist` and
 `SubscriptionReady`. A check that could not run says `Unknown` with the reason; a definite
 problem says `False`. Only a definite answer that no invocation can succeed (the function does

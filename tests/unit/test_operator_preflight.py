@@ -14,7 +14,7 @@ from lambdasink_operator import conditions as c
 from lambdasink_operator import lambda_check, preflight
 from lambdasink_operator import preflight_rules as r
 from lambdasink_operator.conditions import Workers
-from lambdasink_operator.pulsar_admin import PulsarAdminError
+from lambdasink_operator.pulsar_topics import PulsarAdminError
 from lambdasink_operator.reconcile import Reconciler
 from lambdasink_runtime.config import RuntimeConfig
 from lambdasink_runtime.config_sink import SinkConfig

@@ -1,10 +1,11 @@
-"""A small blocking client for Pulsar's admin REST API, with the sink's own authentication.
+"""A small blocking client for Pulsar's admin REST API, with the sink's own authentication:
+which topics exist and which subscriptions they have (the pre-flight checks).
 
 Why blocking (urllib) and not aiohttp: authentication reuses the runtime's own helpers
 (`schemas.headers_provider_for`: token or the OAuth2 client-credentials flow;
 `schemas.ssl_context_for`: trust store, client certificate), which are blocking; callers run
-each call in a thread (`asyncio.to_thread`). Every call has a timeout. What is read: topic
-lists of a namespace, a topic's subscriptions and its stats (backlog), nothing is written.
+each call in a thread. Every call has a timeout. What is read: topic lists of a namespace and a
+topic's subscriptions; nothing is written.
 """
 
 from __future__ import annotations
@@ -145,14 +146,6 @@ class PulsarAdmin:
             if exc.status == 404:
                 return []
             raise
-
-    def topic_stats(self, topic: str, *, partitioned: bool = False) -> dict[str, Any]:
-        """The topic's stats (`subscriptions.<name>.msgBacklog` is a subscription's backlog);
-        `partitioned`: the aggregate over partitions."""
-        name = topic_name(topic)
-        leaf = "partitioned-stats" if partitioned else "stats"
-        doc = self.get_json(f"/admin/v2/{name.domain}/{name.schema_path}/{leaf}")
-        return doc if isinstance(doc, dict) else {}
 
 
 def _q(part: str) -> str:

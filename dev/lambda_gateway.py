@@ -8,6 +8,7 @@ invocation to a pool of RIE processes per function:
 
 - POST /2015-03-31/functions/{name}/invocations   Invoke (RequestResponse, Event, DryRun)
 - GET  /2015-03-31/functions/{name}                GetFunction
+- GET  /2015-03-31/functions/{name}/configuration  GetFunctionConfiguration
 - GET  /2015-03-31/functions/                      ListFunctions
 
 Errors use the rest-json shape botocore parses: status, `x-amzn-ErrorType` header, JSON body.
@@ -19,6 +20,9 @@ injected through a control API under /_gateway/ -- a fake by design, used only f
                              delay, "count": 1 (-1 = until cleared), "retryAfterSeconds",
                              "reason", "status", "errorType", "message", "delayMs"}
 - GET    /_gateway/faults ; DELETE /_gateway/faults[?function=NAME][&id=ID]
+- POST   /_gateway/denies   {"accessKeyId", "function": "*", "actions": ["lambda:InvokeFunction",
+                             "lambda:GetFunction"]}: a fake for IAM, calls signed with that key
+                             get 403 AccessDeniedException; GET; DELETE [?accessKeyId=][&id=]
 - POST   /_gateway/latency  {"function", "ms"}  fixed added latency per call (benchmarks)
 - GET    /_gateway/requests[?function=NAME]  recent invocations (metadata, no payloads)
 - DELETE /_gateway/requests

@@ -206,6 +206,7 @@ class LambdaFaults:
     control_url: str
     injected: list[str] = field(default_factory=list)
     latency_set: set[str] = field(default_factory=set)
+    denies: list[str] = field(default_factory=list)
 
     def inject(self, function: str, kind: str, count: int = 1, **params: Any) -> dict[str, Any]:
         """kind: throttle | server_error | too_large | function_error | delay.
@@ -241,7 +242,24 @@ class LambdaFaults:
         )
         return result
 
+    def deny(self, access_key: str, function: str = "*", actions: list[str] | None = None) -> str:
+        """A fake for IAM: calls signed with `access_key` get 403 AccessDeniedException
+        (actions: lambda:InvokeFunction, lambda:GetFunction; default both). Returns its id.
+        Use an access key of the test's own: the stack is shared."""
+        body: dict[str, Any] = {"accessKeyId": access_key, "function": function}
+        if actions is not None:
+            body["actions"] = actions
+        result: dict[str, Any] = _http("POST", f"{self.control_url}/denies", body)
+        self.denies.append(result["id"])
+        return str(result["id"])
+
+    def lift(self, deny_id: str) -> None:
+        _http("DELETE", f"{self.control_url}/denies?id={deny_id}")
+
     def cleanup(self) -> None:
+        for deny_id in self.denies:
+            _http("DELETE", f"{self.control_url}/denies?id={deny_id}")
+        self.denies.clear()
         for fault_id in self.injected:
             _http("DELETE", f"{self.control_url}/faults?id={fault_id}")
         self.injected.clear()
@@ -258,15 +276,27 @@ class LambdaFunctions:
     record_dir: Path
     created: list[str] = field(default_factory=list)
 
-    def create(self, handler: str = "recorder.handler", prefix: str = "t", **spec: Any) -> str:
-        """Register `handler` (module.function in tests/lambda_handlers) under a fresh name.
+    def create(
+        self,
+        handler: str = "recorder.handler",
+        prefix: str = "t",
+        name: str | None = None,
+        **spec: Any,
+    ) -> str:
+        """Register `handler` (module.function in tests/lambda_handlers) under a fresh name
+        (or `name`, e.g. one `unused_name` gave earlier).
 
         spec: concurrency (default 2), timeout, memorySize, environment. Returns the name.
         """
-        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        name = name or self.unused_name(prefix)
         _http("POST", f"{self.control_url}/functions", {"name": name, "handler": handler, **spec})
         self.created.append(name)
         return name
+
+    @staticmethod
+    def unused_name(prefix: str = "t") -> str:
+        """A name no function has (yet)."""
+        return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
     def recorder(self, **spec: Any) -> Recorder:
         """A fresh recording function; `.function` is the name to invoke."""

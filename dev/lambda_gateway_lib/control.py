@@ -1,5 +1,6 @@
 """The control API under /_gateway/: faults the emulator cannot produce (throttles, 5xx, 413, a
-Handled function error, delays), added latency, recent requests, health, run-time functions.
+Handled function error, delays, IAM denies per access key), added latency, recent requests,
+health, run-time functions.
 A fake by design, used only for those cases; its routes and JSON are what tests and bench use."""
 
 from __future__ import annotations
@@ -81,6 +82,57 @@ class Faults:
         return None
 
 
+class Denies:
+    """Per-access-key deny policies: a fake for IAM (the emulator checks no signature or policy).
+
+    A request signed with a denied access key gets the 403 AccessDeniedException Lambda sends.
+    """
+
+    ACTIONS = frozenset({"lambda:InvokeFunction", "lambda:GetFunction"})
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        key = data.get("accessKeyId")
+        actions = data.get("actions") or sorted(self.ACTIONS)
+        if not isinstance(key, str) or not key:
+            return 400, {"error": "accessKeyId: a non-empty access key id"}
+        if not isinstance(actions, list) or not set(actions) <= self.ACTIONS:
+            return 400, {"error": f"actions: a list of {sorted(self.ACTIONS)}"}
+        item = {
+            "id": str(uuid.uuid4()),
+            "accessKeyId": key,
+            "function": str(data.get("function") or "*"),
+            "actions": sorted(actions),
+        }
+        with self.lock:
+            self.items.append(item)
+        return 200, item
+
+    def listing(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(i) for i in self.items]
+
+    def remove(self, key: str | None, deny_id: str | None) -> None:
+        with self.lock:
+            self.items = [
+                i
+                for i in self.items
+                if not (key in (None, i["accessKeyId"]) and deny_id in (None, i["id"]))
+            ]
+
+    def denies(self, key: str | None, function: str, action: str) -> bool:
+        with self.lock:
+            return any(
+                i["accessKeyId"] == key
+                and i["function"] in ("*", function)
+                and action in i["actions"]
+                for i in self.items
+            )
+
+
 def handle(
     gw: Gateway, method: str, url: urllib.parse.SplitResult, data: dict[str, Any]
 ) -> tuple[int, bytes]:
@@ -124,6 +176,14 @@ def handle(
         fault = Fault(str(uuid.uuid4()), str(fn), kind, int(data.get("count", 1)), params)
         gw.faults.add(fault)
         return 200, json.dumps(fault.as_json()).encode()
+    if path == "/_gateway/denies":
+        if method == "GET":
+            return 200, json.dumps(gw.denies.listing()).encode()
+        if method == "DELETE":
+            gw.denies.remove(q.get("accessKeyId"), q.get("id"))
+            return 200, b"{}"
+        status, item = gw.denies.add(data)
+        return status, json.dumps(item).encode()
     if path == "/_gateway/latency" and method == "POST":
         function = gw.functions.get(data.get("function", ""))
         if function is None:

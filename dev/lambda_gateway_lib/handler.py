@@ -1,6 +1,6 @@
-"""The HTTP side: Lambda's REST API (Invoke, GetFunction, ListFunctions) in the rest-json shape
-botocore parses (status, `x-amzn-ErrorType`, JSON body), injected faults rendered as AWS would
-answer, and /_gateway/ handed to `control`."""
+"""The HTTP side: Lambda's REST API (Invoke, GetFunction, GetFunctionConfiguration,
+ListFunctions) in the rest-json shape botocore parses (status, `x-amzn-ErrorType`, JSON body),
+injected faults rendered as AWS would answer, and /_gateway/ handed to `control`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from .control import SERVER_ERROR_TYPES, Fault
 from .pool import Function, Gateway
 from .wire import (
     ASYNC_LIMIT,
+    CONFIGURATION_RE,
     CREDENTIAL_RE,
     FUNCTION_RE,
     INVOKE_RE,
@@ -96,6 +97,27 @@ class Handler(BaseHTTPRequestHandler):
             message_key="Message",
         )
 
+    def access_key(self) -> str | None:
+        cred = CREDENTIAL_RE.search(self.headers.get("Authorization") or "")
+        return cred["akid"] if cred else None
+
+    def denied(self, action: str, name: str, request_id: str) -> bool:
+        """Answer 403 as Lambda does when a deny policy (`/_gateway/denies`) covers the call."""
+        key = self.access_key()
+        if not self.gw.denies.denies(key, name, action):
+            return False
+        arn = f"arn:aws:lambda:{self.gw.region}:{self.gw.account}:function:{name}"
+        self.aws_error(
+            403,
+            "AccessDeniedException",
+            f"User: arn:aws:iam::{self.gw.account}:user/{key} is not authorized to perform: "
+            f"{action} on resource: {arn} because no identity-based policy allows the "
+            f"{action} action",
+            request_id,
+            message_key="Message",
+        )
+        return True
+
     # --- routing
     def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
@@ -107,13 +129,19 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(
                 200, json.dumps({"Functions": confs}).encode(), {"x-amzn-RequestId": rid}
             )
-        m = FUNCTION_RE.match(url.path)
+        m = FUNCTION_RE.match(url.path) or CONFIGURATION_RE.match(url.path)
         if not m:
             return self.aws_error(404, "UnknownOperationException", "Unknown operation", rid)
         name, _ = parse_function_name(m["name"])
+        action = "lambda:GetFunction"  # GetFunctionConfiguration is authorised by it too
+        if self.denied(action, name, rid):
+            return None
         fn = self.gw.functions.get(name)
         if fn is None:
             return self.not_found(name, rid)
+        if m.re is CONFIGURATION_RE:
+            conf = json.dumps(fn.configuration()).encode()
+            return self.send(200, conf, {"x-amzn-RequestId": rid})
         body = {
             "Configuration": fn.configuration(),
             "Code": {
@@ -167,6 +195,8 @@ class Handler(BaseHTTPRequestHandler):
             )
             self.gw.record(entry)
 
+        if self.denied("lambda:InvokeFunction", name, rid):
+            return done(403, "AccessDeniedException")
         fn = self.gw.functions.get(name)
         if fn is None:
             done(404, "ResourceNotFoundException")

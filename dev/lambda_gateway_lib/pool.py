@@ -24,7 +24,7 @@ from typing import Any
 from localhost import child_pids, free_port, port_open
 
 from . import log
-from .control import Faults
+from .control import Denies, Faults
 from .wire import FUNCTION_NAME_RE, error_json, is_error_body, throttle_body
 
 
@@ -213,6 +213,7 @@ class Gateway:
             name: Function(self, name, spec) for name, spec in registry["functions"].items()
         }
         self.faults = Faults()
+        self.denies = Denies()
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=5000)
         self.lock = threading.Lock()
         self.async_threads: set[threading.Thread] = set()

@@ -11,6 +11,7 @@ SYNC_LIMIT = 6 * 1024 * 1024  # 6 MB (6291456 bytes) for RequestResponse
 ASYNC_LIMIT = 1024 * 1024  # 1 MB for Event since late 2025
 INVOKE_RE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations/?$")
 FUNCTION_RE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/?$")
+CONFIGURATION_RE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/configuration/?$")
 FUNCTION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CREDENTIAL_RE = re.compile(r"Credential=(?P<akid>[^/]+)/\d+/(?P<region>[^/]+)/")
 

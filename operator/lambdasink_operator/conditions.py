@@ -167,8 +167,11 @@ def ready(
     blocked: str | None,
     missing_secrets: Sequence[str],
     workers: Workers,
+    preflight: str | None = None,
 ) -> dict[str, Any]:
-    """The overall Ready condition; the first problem found wins."""
+    """The overall Ready condition; the first problem found wins. `preflight`: a pre-flight
+    check's answer that no invocation can succeed (`preflight_rules.blocking`); a paused sink
+    stays Ready (Paused) whatever it says."""
 
     def make(status: str, reason: str, message: str) -> dict[str, Any]:
         return condition(READY, status, reason, message, generation)
@@ -182,6 +185,8 @@ def ready(
         return make(FALSE, "SecretNotFound", "; ".join(missing_secrets))
     if workers.desired == 0:
         return make(TRUE, "Paused", "spec.replicas is 0: no worker runs")
+    if preflight:
+        return make(FALSE, "PreflightFailed", preflight)
     if workers.failing:
         return make(FALSE, workers.failing_reason, workers.failing)
     if not workers.exists:

@@ -7,7 +7,8 @@ reads (sinks, our Deployments, worker pod summaries, Secret key digests), so a p
 no API read. No delete handler, timer or daemon is registered, so kopf adds no finalizer: the
 Deployment goes by garbage collection; a sink's DELETED event only drops its lock. The workers'
 /status (failure-policy outcomes, circuit breaker) is read by one background task started at
-start-up, for the same reason.
+start-up, for the same reason; so are the pre-flight checks (`preflight`), which also run on
+every create/update of a sink and change of a Secret it reads.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import kopf
 
 from . import manifests, observed, spec, worker_probe
 from .kube import Kube, KubeError
+from .preflight import Preflight
 from .reconcile import DEFAULT_RUNTIME_IMAGE, Reconciler
 
 ENV_RUNTIME_IMAGE = "LAMBDASINK_RUNTIME_IMAGE"
@@ -71,17 +73,22 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # Resource handlers get shallow copies of this memo: a shared holder carries the live view
     # they see to the worker-status task, which the first of them starts (see `view`).
     interval = float(os.environ.get(ENV_WORKER_STATUS_INTERVAL, "") or DEFAULT_WORKER_STATUS_S)
-    memo.live = {"view": None, "task": None, "interval": interval}
+    memo.live = {"view": None, "task": None, "interval": interval, "preflight_task": None}
+    memo.preflight = Preflight.from_env(memo.reconciler)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
     live = getattr(memo, "live", None) or {}
-    task: asyncio.Task[None] | None = live.get("task")
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for key in ("task", "preflight_task"):
+        task: asyncio.Task[None] | None = live.get(key)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    preflight: Preflight | None = getattr(memo, "preflight", None)
+    if preflight is not None:
+        await preflight.stop()
 
 
 async def poll_workers(live: dict[str, Any], reconciler: Reconciler, interval: float) -> None:
@@ -163,6 +170,11 @@ def view(memo: Any, kwargs: Mapping[str, Any]) -> observed.View:
             live["task"] = asyncio.get_running_loop().create_task(
                 poll_workers(live, memo.reconciler, live["interval"])
             )
+        preflight: Preflight | None = getattr(memo, "preflight", None)
+        if live.get("preflight_task") is None and preflight and preflight.interval_s > 0:
+            live["preflight_task"] = asyncio.get_running_loop().create_task(
+                preflight.run_forever(live)
+            )
     return current
 
 
@@ -183,7 +195,16 @@ async def _run(action: Awaitable[object]) -> None:
 @kopf.on.update(*SINKS)
 async def sink_changed(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     reconciler: Reconciler = memo.reconciler
-    await _run(reconciler.reconcile(observed.snapshot(body), view(memo, kwargs)))
+    current = view(memo, kwargs)
+    _preflight(memo, body.get("metadata") or {}, current)
+    await _run(reconciler.reconcile(observed.snapshot(body), current))
+
+
+def _preflight(memo: Any, meta: Mapping[str, Any], current: observed.View) -> None:
+    """Start the sink's pre-flight checks in the background (they report on their own)."""
+    preflight: Preflight | None = getattr(memo, "preflight", None)
+    if preflight is not None and meta.get("namespace") and meta.get("name"):
+        preflight.schedule(str(meta["namespace"]), str(meta["name"]), current)
 
 
 @kopf.on.event(*SINKS, when=lambda type, **_: type == "DELETED")
@@ -215,4 +236,6 @@ async def secret_changed(namespace: str | None, name: str, memo: Any, **kwargs: 
     if not namespace:
         return
     for sink in sorted(set(users.get((namespace, name), []))):
-        await _run(reconciler.reconcile_by_name(namespace, sink, view(memo, kwargs)))
+        current = view(memo, kwargs)
+        _preflight(memo, {"namespace": namespace, "name": sink}, current)
+        await _run(reconciler.reconcile_by_name(namespace, sink, current))

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from lambdasink_runtime import config as runtime_config
 
-from . import conditions, drift, manifests, metrics, spec, worker_status
+from . import conditions, drift, manifests, metrics, preflight_rules, spec, worker_status
 from .kube import KubeError
 from .observed import KeyDigest, View, secret_digests
 from .worker_status import WorkerReport
@@ -232,6 +232,25 @@ class Reconciler:
                     )
             return True
 
+    async def report_conditions(
+        self, namespace: str, name: str, updates: Sequence[Mapping[str, Any]], view: View
+    ) -> tuple[list[Mapping[str, Any]], list[dict[str, Any]], Mapping[str, Any]] | None:
+        """Merge conditions of a check outside the pass (pre-flight) into the status; patch
+        only on a change. (old, merged, sink body), or None when the sink is gone."""
+        current = view.sink(namespace, name)
+        if current is None:
+            return None
+        state = self._state(namespace, name, _uid(current))
+        async with state.lock:
+            body = view.sink(namespace, name) or current
+            last = self._last_status(body, state)
+            old = list(last.get("conditions") or [])
+            merged = conditions.merge(old, updates, self.clock())
+            if merged != old:
+                await self.kube.patch_sink_status(namespace, name, {"conditions": merged})
+                state.status = {**last, "conditions": merged}
+            return old, merged, body
+
     # ------------------------------------------------------------------ what the pass reads
 
     async def _read_secrets(self, namespace: str, plan: spec.WorkerPlan, view: View) -> SecretRead:
@@ -355,6 +374,7 @@ class Reconciler:
                 blocked=blocked,
                 missing_secrets=secrets.missing,
                 workers=workers,
+                preflight=preflight_rules.blocking(old_conditions),
             ),
             conditions.config_valid(config_error, generation),
             conditions.secrets_resolved(secrets.missing, generation),
@@ -399,6 +419,7 @@ class Reconciler:
                     "SecretNotFound",
                     "WorkersNotReady",
                     "RollingOut",
+                    "PreflightFailed",
                 ):
                     continue  # said by its own condition, or not a problem
                 self.kube.post_event(

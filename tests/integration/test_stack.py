@@ -2,7 +2,8 @@
 
 Pulsar and the schema registry, and the Lambda gateway in front of real handler code (RIE +
 awslambdaric). The only faked responses are the injected 429 /
-5xx / 413 (RIE cannot produce them); the tests that use them say so.
+5xx / 413 (RIE cannot produce them) and the per-access-key deny (a fake for IAM); the tests that
+use them say so.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import json
 import uuid
 from typing import Any
 
+import boto3
 import botocore.exceptions
 import pulsar
 import pytest
+from botocore.config import Config
 from pulsar.schema import AvroSchema, Integer, JsonSchema, Record, String
 from tests.stack import (
     LambdaFaults,
@@ -245,3 +248,54 @@ def test_gateway_logs_the_signing_identity(
     assert req["accessKeyId"] == stack.access_key
     assert req["signingRegion"] == stack.lambda_region
     assert req["invocationType"] == "RequestResponse"
+
+
+@pytest.mark.integration
+def test_dry_run_and_get_function_configuration_as_lambda_answers(
+    lambda_client_factory: Any, lambda_functions: LambdaFunctions
+) -> None:
+    fn = lambda_functions.create("echo.handler", concurrency=1, timeout=7)
+    client = lambda_client_factory()
+    assert client.invoke(FunctionName=fn, InvocationType="DryRun")["StatusCode"] == 204
+    assert client.get_function_configuration(FunctionName=fn)["Timeout"] == 7
+    assert client.get_function(FunctionName=fn)["Configuration"]["Timeout"] == 7
+    missing = unique("no-such-function")
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.invoke(FunctionName=missing, InvocationType="DryRun")
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.get_function_configuration(FunctionName=missing)
+
+
+@pytest.mark.integration
+def test_a_denied_access_key_gets_access_denied_until_lifted(
+    lambda_client_factory: Any,
+    lambda_faults: LambdaFaults,
+    lambda_functions: LambdaFunctions,
+    stack: Stack,
+) -> None:
+    """The deny is a fake for IAM (the emulator checks no policy): only our own access key."""
+    fn = lambda_functions.create("echo.handler", concurrency=1)
+    key = unique("AKIATEST")
+    denied = boto3.client(
+        "lambda",
+        endpoint_url=stack.lambda_endpoint,
+        region_name=stack.lambda_region,
+        aws_access_key_id=key,
+        aws_secret_access_key="irrelevant",
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+    )
+    deny_id = lambda_faults.deny(key, function=fn, actions=["lambda:InvokeFunction"])
+    with pytest.raises(denied.exceptions.ClientError) as err:
+        denied.invoke(FunctionName=fn, InvocationType="DryRun")
+    assert err.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert "lambda:InvokeFunction on resource: " in err.value.response["Error"]["Message"]
+    assert denied.get_function(FunctionName=fn)["Configuration"]["FunctionName"] == fn
+    # another identity is not affected
+    assert (
+        lambda_client_factory().invoke(FunctionName=fn, InvocationType="DryRun")["StatusCode"]
+        == 204
+    )
+    lambda_faults.lift(deny_id)
+    assert denied.invoke(FunctionName=fn, InvocationType="DryRun")["StatusCode"] == 204
+    denied.close()

@@ -801,6 +801,9 @@ class Pipeline:
             "deadLetterError": self.last_dead_letter_error,
             "blocked": len(self._blocked),
             "acked": self.metrics.messages_acked.value(),
+            # 429s so far (retried or final): the operator's autoscaler holds while it grows
+            "throttled": self.metrics.invoke_retries.values().get("throttled", 0)
+            + self.metrics.invocations.values().get("throttled", 0),
         }
 
     # -- drain ----------------------------------------------------------------------------

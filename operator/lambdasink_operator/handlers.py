@@ -21,7 +21,7 @@ from typing import Any
 
 import kopf
 
-from . import manifests, observed, spec, worker_probe
+from . import manifests, observed, sizing, spec, worker_probe
 from .kube import Kube, KubeError
 from .reconcile import DEFAULT_RUNTIME_IMAGE, Reconciler
 
@@ -71,17 +71,25 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # Resource handlers get shallow copies of this memo: a shared holder carries the live view
     # they see to the worker-status task, which the first of them starts (see `view`).
     interval = float(os.environ.get(ENV_WORKER_STATUS_INTERVAL, "") or DEFAULT_WORKER_STATUS_S)
-    memo.live = {"view": None, "task": None, "interval": interval}
+    backlog_every = os.environ.get(sizing.ENV_BACKLOG_INTERVAL, "")
+    memo.live = {
+        "view": None,
+        "task": None,
+        "interval": interval,
+        "sizing": None,
+        "backlog_interval": float(backlog_every or sizing.DEFAULT_INTERVAL_S),
+    }
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
     live = getattr(memo, "live", None) or {}
-    task: asyncio.Task[None] | None = live.get("task")
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for key in ("task", "sizing"):
+        task: asyncio.Task[None] | None = live.get(key)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def poll_workers(live: dict[str, Any], reconciler: Reconciler, interval: float) -> None:
@@ -162,6 +170,11 @@ def view(memo: Any, kwargs: Mapping[str, Any]) -> observed.View:
             # a finalizer on every sink (see the module doc).
             live["task"] = asyncio.get_running_loop().create_task(
                 poll_workers(live, memo.reconciler, live["interval"])
+            )
+        if live.get("sizing") is None and live.get("backlog_interval", 0) > 0:
+            # The backlog loop (sizing.py), started the same way for the same reasons.
+            live["sizing"] = asyncio.get_running_loop().create_task(
+                sizing.Sizer(memo.reconciler).run(live, live["backlog_interval"])
             )
     return current
 

@@ -13,7 +13,6 @@ from lambdasink_operator.backlog import Backlog, BacklogError
 from lambdasink_operator.worker_status import WorkerReport
 
 
-
 def sub(backlog_: int, earliest: int = 0, rate: float = 0.0) -> dict[str, Any]:
     return {
         "msgBacklog": backlog_,

@@ -88,7 +88,7 @@ def test_partitions_sum_and_the_oldest_is_the_earliest() -> None:
         },
     }
     assert backlog.from_partitioned_stats(stats, "s", "t") == Backlog(7, 2000, 1.5)
-    none = {"partitions": {"t-partition-0": {"subscriptions": {}}}}
+    none: dict[str, Any] = {"partitions": {"t-partition-0": {"subscriptions": {}}}}
     assert backlog.from_partitioned_stats(none, "s", "t").missing == ("t",)
 
 

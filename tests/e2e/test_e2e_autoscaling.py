@@ -64,7 +64,8 @@ def sink(
 
 
 def status(product: Product, namespace: str, name: str) -> JSON:
-    return demo.sink_status(product.stack, namespace, name)
+    doc: JSON = demo.sink_status(product.stack, namespace, name)
+    return doc
 
 
 def replicas(product: Product, namespace: str, name: str) -> int:

@@ -190,7 +190,8 @@ def _iso(at: dt.datetime) -> str:
 
 
 def status_doc(total: Backlog, now: dt.datetime) -> dict[str, Any]:
-    """`status.backlog`: what `kubectl get` shows and the autoscaler reads."""
+    """`status.backlog`: what `kubectl get` shows and the autoscaler reads. A None is sent
+    as JSON null, which a merge patch turns into "no such key" (the last age is removed)."""
     age = None
     if total.earliest_publish_ms and total.messages:
         age = max(0, int(now.timestamp() - total.earliest_publish_ms / 1000.0))

@@ -230,9 +230,11 @@ def _status_changed(old: Sequence[Mapping[str, Any]], cond: Mapping[str, Any]) -
 
 def _worth_writing(last: Mapping[str, Any], doc: Mapping[str, Any], now: dt.datetime) -> bool:
     """A status write when a figure changed, or the last is older than REFRESH_S."""
-    if {k: v for k, v in last.items() if k != "observedAt"} != {
-        k: v for k, v in doc.items() if k != "observedAt"
-    }:
+    def figures(d: Mapping[str, Any]) -> dict[str, Any]:
+        # None deletes a key in a merge patch: the stored status has no key for it
+        return {k: v for k, v in d.items() if k != "observedAt" and v is not None}
+
+    if figures(last) != figures(doc):
         return True
     try:
         at = dt.datetime.strptime(str(last.get("observedAt")), "%Y-%m-%dT%H:%M:%SZ")

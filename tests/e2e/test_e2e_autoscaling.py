@@ -92,7 +92,7 @@ def test_backlog_shows_in_status_and_follows_the_worker(
         return backlog if backlog.get("messages") == 40 else None
 
     backlog = wait_for("status.backlog.messages == 40 with no worker", forty, 120)
-    assert backlog["oldestAgeSeconds"] is not None and backlog["oldestAgeSeconds"] >= 0
+    assert backlog.get("oldestAgeSeconds", -1) >= 0, backlog
     assert condition(status(product, namespace, "lag"), "BacklogKnown")["status"] == "True"
     printed = st.kubectl("get", "lambdasink", "lag", "-n", namespace).stdout
     assert "BACKLOG" in printed and " 40 " in printed, printed
@@ -104,7 +104,7 @@ def test_backlog_shows_in_status_and_follows_the_worker(
         return backlog if backlog.get("messages") == 0 else None
 
     backlog = wait_for("status.backlog.messages back to 0", drained, 180)
-    assert backlog["oldestAgeSeconds"] is None
+    assert "oldestAgeSeconds" not in backlog, backlog  # null in the merge patch: removed
     assert delivered(recorder) == set(range(40))
 
 

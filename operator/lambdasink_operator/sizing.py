@@ -230,6 +230,7 @@ def _status_changed(old: Sequence[Mapping[str, Any]], cond: Mapping[str, Any]) -
 
 def _worth_writing(last: Mapping[str, Any], doc: Mapping[str, Any], now: dt.datetime) -> bool:
     """A status write when a figure changed, or the last is older than REFRESH_S."""
+
     def figures(d: Mapping[str, Any]) -> dict[str, Any]:
         # None deletes a key in a merge patch: the stored status has no key for it
         return {k: v for k, v in d.items() if k != "observedAt" and v is not None}

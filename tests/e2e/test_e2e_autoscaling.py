@@ -239,3 +239,59 @@ def test_scale_subresource_accepts_an_external_writer(product: Product, namespac
     wait_for("a later backlog round", later, 180)  # the operator had its chance to interfere
     assert replicas(product, namespace, "keda") == 2
     assert status(product, namespace, "keda")["replicas"] == 2
+
+
+def _worker_port_free() -> bool:
+    """The node agent runs pods on this host: the one worker whose /status the operator reads
+    gets port 8081 only once earlier workers let it go."""
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", 8081)) != 0
+
+
+def test_no_scale_up_while_the_function_throttles(
+    product: Product, namespace: str, lambda_functions: Any, lambda_faults: Any
+) -> None:
+    wait_for("port 8081 free of earlier workers", _worker_port_free, 180)
+    st = product.stack
+    recorder = lambda_functions.recorder(concurrency=4)
+    # Injected: the emulator cannot answer 429 on demand.
+    lambda_faults.inject(recorder.function, "throttle", count=-1)
+    topic = demo.topic_url(namespace, "throttled")
+    create_subscription(product, topic, "throttled-sub")
+    produce(product, topic, 100)
+    auto = {"minReplicas": 1, "maxReplicas": 3, "targetBacklogPerReplica": 100000}
+    sink(product, namespace, "throttled", topic, recorder.function, autoscaling=auto)
+    st.kubectl("scale", "lambdasink/throttled", "-n", namespace, "--replicas=1")
+
+    def throttled() -> JSON | None:
+        doc = status(product, namespace, "throttled").get("autoscaling") or {}
+        return doc if doc.get("throttled") else None
+
+    wait_for("the autoscaler sees sustained throttling", throttled, 180)
+    st.kubectl(
+        "patch",
+        "lambdasink",
+        "throttled",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"autoscaling": {**auto, "targetBacklogPerReplica": 10}}}),
+    )
+
+    def held() -> JSON | None:
+        doc = status(product, namespace, "throttled").get("autoscaling") or {}
+        return doc if "held: the workers are being throttled" in doc.get("reason", "") else None
+
+    doc = wait_for("a round that wanted more replicas and held", held, 120)
+    assert doc["desiredReplicas"] == 1, doc
+    assert replicas(product, namespace, "throttled") == 1
+
+    lambda_faults.clear(recorder.function)
+    wait_for(
+        "every message delivered once 429s stop",
+        lambda: delivered(recorder) == set(range(100)),
+        240,
+    )

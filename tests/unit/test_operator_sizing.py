@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -209,3 +210,17 @@ def test_grace_period_covers_the_longest_call(
 ) -> None:
     assert drain.grace_seconds(spec, timeout) == grace
     assert drain.drain_timeout_s(grace) <= grace - min(5, grace // 2)
+
+
+def test_keda_example_targets_the_scale_subresource() -> None:
+    import yaml  # noqa: PLC0415
+
+    root = Path(__file__).resolve().parents[2]
+    scaled = yaml.safe_load((root / "examples" / "keda" / "scaledobject.yaml").read_text())
+    crd = yaml.safe_load((root / "deploy" / "crds" / "lambdasink.dev_lambdasinks.yaml").read_text())
+    target = scaled["spec"]["scaleTargetRef"]
+    version = crd["spec"]["versions"][0]
+    assert target["apiVersion"] == f"{crd['spec']['group']}/{version['name']}"
+    assert target["kind"] == crd["spec"]["names"]["kind"]
+    assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
+    assert scaled["spec"]["triggers"][0]["type"] == "pulsar"

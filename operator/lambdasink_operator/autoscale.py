@@ -51,6 +51,9 @@ def policy(sink_spec: Mapping[str, Any]) -> Policy | None:
         return None
     low = _int(doc.get("minReplicas"), DEFAULT_MIN, 0)
     high = max(low, _int(doc.get("maxReplicas"), DEFAULT_MAX, 1))
+    input_spec = sink_spec.get("input")
+    if isinstance(input_spec, Mapping) and input_spec.get("subscriptionType") == "Exclusive":
+        low, high = min(low, 1), 1  # one consumer only (the CRD refuses replicas > 1)
     cap = doc.get("maxConcurrency")
     return Policy(
         min_replicas=low,

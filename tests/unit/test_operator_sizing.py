@@ -125,6 +125,9 @@ def test_policy_is_opt_in_with_defaults() -> None:
     assert autoscale.policy({"autoscaling": {}}) == Policy()
     got = autoscale.policy({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}})
     assert got is not None and (got.min_replicas, got.max_replicas) == (5, 5)
+    exclusive = {"autoscaling": {"maxReplicas": 4}, "input": {"subscriptionType": "Exclusive"}}
+    got = autoscale.policy(exclusive)
+    assert got is not None and (got.min_replicas, got.max_replicas) == (1, 1)
 
 
 P = Policy(

@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only serializer,pipeline,latency,operator,memory,inflight] ...`
+"""`python -m bench [--quick] [--only serializer,pipeline,latency,operator,memory,inflight,autoscale] ...`
 
 Prints a Markdown table, writes bench/results/<UTC timestamp>.json and (unless --no-readme)
 replaces the results section of bench/README.md with the table.
@@ -16,7 +16,7 @@ from typing import Any
 
 from . import common
 
-ALL = ("serializer", "pipeline", "latency", "operator", "memory", "inflight")
+ALL = ("serializer", "pipeline", "latency", "operator", "memory", "inflight", "autoscale")
 README = common.REPO / "bench" / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
         print(f"   {name} took {time.monotonic() - t0:.0f}s", flush=True)
 
-    from . import inflight, latency, operator_scale, pipeline, serializer  # noqa: PLC0415
+    from . import autoscale, inflight, latency, operator_scale, pipeline, serializer  # noqa: PLC0415
 
     section("serializer", lambda: serializer.run(a.serializer_records, 3 if a.quick else 5))
     section(
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             "operator",
             lambda: operator_scale.run(need_stack(), sizes=a.operator_sizes, workdir=wd),
         )
+        section("autoscale", lambda: autoscale.run(need_stack(), workdir=wd))
     section(
         "memory",
         lambda: pipeline.run_memory(

@@ -13,7 +13,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from . import control, log
+from . import concurrency, control, log
 from .control import SERVER_ERROR_TYPES, Fault
 from .pool import Function, Gateway
 from .wire import (
@@ -116,6 +116,24 @@ class Handler(BaseHTTPRequestHandler):
             request_id,
             message_key="Message",
         )
+
+    def function_concurrency(self, method: str, url: urllib.parse.SplitResult) -> bool:
+        """Reserved concurrency (concurrency.py); True when the request was one of those."""
+        body = self.body() if method == "PUT" else b""
+        answer = concurrency.handle(method, url.path, body, set(self.gw.functions))
+        if answer is None:
+            return False
+        status, doc = answer
+        rid = str(uuid.uuid4())
+        if "__type" in doc:
+            kind = doc.pop("__type")
+            self.aws_error(status, kind, str(doc.get("message") or doc.get("Message")), rid)
+        else:
+            self.send(
+                status,
+                json.dumps(doc).encode() if status != 204 else b"",
+                {"x-amzn-RequestId": rid},
+            )
         return True
 
     # --- routing
@@ -124,6 +142,8 @@ class Handler(BaseHTTPRequestHandler):
         rid = str(uuid.uuid4())
         if url.path.startswith("/_gateway/"):
             return self.control("GET", url)
+        if self.function_concurrency("GET", url):
+            return None
         if url.path.rstrip("/") == "/2015-03-31/functions":
             confs = [f.configuration() for f in self.gw.functions.values()]
             return self.send(
@@ -156,7 +176,15 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         if url.path.startswith("/_gateway/"):
             return self.control("DELETE", url)
+        if self.function_concurrency("DELETE", url):
+            return
         self.send(404, b"{}")
+
+    def do_PUT(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        if not self.function_concurrency("PUT", url):
+            self.body()
+            self.send(404, b"{}")
 
     def do_POST(self) -> None:
         url = urllib.parse.urlsplit(self.path)

@@ -22,7 +22,7 @@ from typing import Any
 
 import kopf
 
-from . import manifests, observed, spec, worker_probe
+from . import manifests, observed, sizing, spec, worker_probe
 from .kube import Kube, KubeError
 from .preflight import Preflight
 from .reconcile import DEFAULT_RUNTIME_IMAGE, Reconciler
@@ -73,14 +73,22 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # Resource handlers get shallow copies of this memo: a shared holder carries the live view
     # they see to the worker-status task, which the first of them starts (see `view`).
     interval = float(os.environ.get(ENV_WORKER_STATUS_INTERVAL, "") or DEFAULT_WORKER_STATUS_S)
-    memo.live = {"view": None, "task": None, "interval": interval, "preflight_task": None}
+    backlog_every = os.environ.get(sizing.ENV_BACKLOG_INTERVAL, "")
+    memo.live = {
+        "view": None,
+        "task": None,
+        "interval": interval,
+        "sizing": None,
+        "preflight_task": None,
+        "backlog_interval": float(backlog_every or sizing.DEFAULT_INTERVAL_S),
+    }
     memo.preflight = Preflight.from_env(memo.reconciler)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
     live = getattr(memo, "live", None) or {}
-    for key in ("task", "preflight_task"):
+    for key in ("task", "preflight_task", "sizing"):
         task: asyncio.Task[None] | None = live.get(key)
         if task is not None:
             task.cancel()
@@ -174,6 +182,11 @@ def view(memo: Any, kwargs: Mapping[str, Any]) -> observed.View:
         if live.get("preflight_task") is None and preflight and preflight.interval_s > 0:
             live["preflight_task"] = asyncio.get_running_loop().create_task(
                 preflight.run_forever(live)
+            )
+        if live.get("sizing") is None and live.get("backlog_interval", 0) > 0:
+            # The backlog loop (sizing.py), started the same way for the same reasons.
+            live["sizing"] = asyncio.get_running_loop().create_task(
+                sizing.Sizer(memo.reconciler).run(live, live["backlog_interval"])
             )
     return current
 

@@ -123,6 +123,22 @@ class Kube:
 
         await self._call(f"patch {KIND} {namespace}/{name} status", patch)
 
+    async def scale_sink(self, namespace: str, name: str, replicas: int) -> None:
+        """Set spec.replicas through the scale subresource, as `kubectl scale` or an HPA would
+        (the autoscaler's only write to the spec)."""
+
+        def patch() -> None:
+            sinks = self._resource(API_VERSION, KIND)
+            sinks.scale.patch(
+                body={"spec": {"replicas": int(replicas)}},
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+                _request_timeout=_TIMEOUT,
+            )
+
+        await self._call(f"scale {KIND} {namespace}/{name} to {replicas}", patch)
+
     # ------------------------------------------------------------------ Deployments
 
     async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from . import drain
 from .spec import API_VERSION, HTTP_PORT, KIND, SecretKey, WorkerPlan
 
 APP = "lambdasink"
@@ -158,11 +159,12 @@ def _pod_spec(spec: Mapping[str, Any], plan: WorkerPlan, image: str) -> dict[str
         "affinity",
         "imagePullSecrets",
         "priorityClassName",
-        "terminationGracePeriodSeconds",
     )
     for key in passthrough:
         if pod.get(key) not in (None, "", [], {}):
             pod_spec[key] = pod[key]
+    # the user's value, else long enough for the longest call to finish (drain.py)
+    pod_spec["terminationGracePeriodSeconds"] = drain.grace_seconds(spec)
     return pod_spec
 
 

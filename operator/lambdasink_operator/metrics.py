@@ -10,7 +10,7 @@ import threading
 from http.server import ThreadingHTTPServer
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import MetricsHandler
 
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -25,6 +25,31 @@ RECONCILES = Counter(
 DEPLOYMENT_APPLIES = Counter(
     "lambdasink_operator_deployment_applies_total",
     "Worker Deployments written (create, repair).",
+    registry=REGISTRY,
+)
+
+DESIRED_REPLICAS = Gauge(
+    "lambdasink_operator_autoscaler_desired_replicas",
+    "Replicas the autoscaler wants for a sink (after caps and stabilisation).",
+    ["namespace", "sink"],
+    registry=REGISTRY,
+)
+ACTUAL_REPLICAS = Gauge(
+    "lambdasink_operator_worker_replicas",
+    "Worker pods of a sink that exist (the Deployment's status.replicas).",
+    ["namespace", "sink"],
+    registry=REGISTRY,
+)
+BACKLOG_MESSAGES = Gauge(
+    "lambdasink_operator_backlog_messages",
+    "Messages in a sink's subscription backlog, summed over its topics and partitions.",
+    ["namespace", "sink"],
+    registry=REGISTRY,
+)
+BACKLOG_READS = Counter(
+    "lambdasink_operator_backlog_reads_total",
+    "Reads of the Pulsar admin API for backlogs, by result (ok, unreachable, error).",
+    ["result"],
     registry=REGISTRY,
 )
 

@@ -52,6 +52,8 @@ class KubeApi(Protocol):
         self, involved: Mapping[str, Any], *, type_: str, reason: str, message: str
     ) -> None: ...
 
+    async def scale_sink(self, namespace: str, name: str, replicas: int) -> None: ...
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -250,6 +252,32 @@ class Reconciler:
                 await self.kube.patch_sink_status(namespace, name, {"conditions": merged})
                 state.status = {**last, "conditions": merged}
             return old, merged, body
+
+    async def report_status(
+        self,
+        namespace: str,
+        name: str,
+        updates: Sequence[Mapping[str, Any]],
+        fields: Mapping[str, Any],
+        view: View,
+    ) -> list[dict[str, Any]] | None:
+        """Merge condition `updates` and top-level `fields` into the sink's status (one merge
+        patch, only on a change), under the sink's lock. Returns the conditions as they were
+        before when patched (for Events), else None."""
+        current = view.sink(namespace, name)
+        if current is None:
+            return None
+        state = self._state(namespace, name, _uid(current))
+        async with state.lock:
+            body = view.sink(namespace, name) or current
+            last = self._last_status(body, state)
+            old = list(last.get("conditions") or [])
+            merged = conditions.merge(old, updates, self.clock())
+            if merged == old and all(last.get(k) == v for k, v in fields.items()):
+                return None
+            await self.kube.patch_sink_status(namespace, name, {**fields, "conditions": merged})
+            state.status = {**last, **fields, "conditions": merged}
+            return old
 
     # ------------------------------------------------------------------ what the pass reads
 

@@ -16,6 +16,8 @@ from typing import Any
 from lambdasink_runtime import config as runtime_config
 from lambdasink_runtime.errors import ConfigError
 
+from . import drain
+
 GROUP = "lambdasink.dev"
 VERSION = "v1alpha1"
 KIND = "LambdaSink"
@@ -23,7 +25,6 @@ PLURAL = "lambdasinks"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 HTTP_PORT = 8081
-DEFAULT_GRACE_S = 30  # Kubernetes' default terminationGracePeriodSeconds
 SECRETS_ROOT = "/etc/lambdasink/secrets"
 #: sinkConfig keys the reference marks sensitive; the CRD refuses them and so does `check_spec`.
 SENSITIVE_SINK_KEYS: dict[str, str] = {
@@ -201,8 +202,7 @@ def plan_worker(name: str, spec: Mapping[str, Any]) -> WorkerPlan:
         )
         env.append(EnvFromSecret(runtime_config.ENV_AWS_CREDENTIAL_PLUGIN_PARAM, source))
 
-    grace = _map(spec.get("pod")).get("terminationGracePeriodSeconds")
-    grace = grace if isinstance(grace, int) and not isinstance(grace, bool) else DEFAULT_GRACE_S
+    grace = drain.grace_seconds(spec)
     document: dict[str, Any] = {
         "pulsar": pulsar,
         "sink": sink,
@@ -210,7 +210,7 @@ def plan_worker(name: str, spec: Mapping[str, Any]) -> WorkerPlan:
             "httpPort": HTTP_PORT,
             "logLevel": _text(spec.get("logLevel"), "INFO"),
             # finish draining before the kubelet's SIGKILL at the end of the grace period
-            "drainTimeoutSeconds": max(0, grace - min(5, grace // 2)),
+            "drainTimeoutSeconds": drain.drain_timeout_s(grace),
         },
     }
     failure = {k: v for k, v in _map(spec.get("failurePolicy")).items() if v is not None}

@@ -882,6 +882,9 @@ class Pipeline:
                 "current": self._busy(),
                 "lastCut": self.limiter.last_cut_reason,
             },
+            # 429s so far (retried or final): the operator's autoscaler holds while it grows
+            "throttled": self.metrics.invoke_retries.values().get("throttled", 0)
+            + self.metrics.invocations.values().get("throttled", 0),
         }
 
     # -- drain ----------------------------------------------------------------------------

@@ -209,8 +209,9 @@ def test_sample_becomes_a_worker_deployment(
     assert not obj["metadata"].get("finalizers")  # nothing blocks deletion
 
     table = cluster.kubectl("get", "lambdasinks", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "READY", "REPLICAS", "FUNCTION", "AGE"]
-    assert table[1].split()[:4] == ["orders-to-lambda", "False", "0/1", "recorder"]
+    assert table[0].split() == ["NAME", "READY", "REPLICAS", "BACKLOG", "FUNCTION", "AGE"]
+    row = table[1].split()  # BACKLOG is blank until the first backlog read
+    assert row[:3] == ["orders-to-lambda", "False", "0/1"] and "recorder" in row[3:5]
     short = cluster.kubectl("get", "ls", "-n", namespace, "-o", "name").stdout.strip()
     assert short == "lambdasink.lambdasink.dev/orders-to-lambda"
     assert 'lambdasink_operator_reconciles_total{result="ok"}' in operator.metrics()

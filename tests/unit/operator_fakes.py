@@ -68,6 +68,12 @@ class MemoryKube:
         if sink is not None:
             sink.setdefault("status", {}).update(copy.deepcopy(dict(status)))
 
+    async def scale_sink(self, namespace: str, name: str, replicas: int) -> None:
+        self.calls.append(f"scale_sink {name} {replicas}")
+        sink = self.sinks.get((namespace, name))
+        if sink is not None:
+            sink.setdefault("spec", {})["replicas"] = replicas
+
     async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         self.calls.append(f"get_deployment {name}")
         found = self.deployments.get((namespace, name))

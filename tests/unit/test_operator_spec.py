@@ -56,7 +56,7 @@ def test_plan_builds_the_runtime_document() -> None:
     assert plan.config["runtime"] == {
         "httpPort": 8081,
         "logLevel": "INFO",
-        "drainTimeoutSeconds": 25,
+        "drainTimeoutSeconds": 65,  # grace 70: the 60 s invokeTimeoutMs + 10 (drain.py)
     }
     assert plan.env == ()
     assert plan.secret_keys == (

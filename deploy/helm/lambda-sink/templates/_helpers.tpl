@@ -106,6 +106,10 @@ the ClusterRole.
 - apiGroups: ["lambdasink.dev"]
   resources: ["lambdasinks/status"]
   verbs: ["patch"]
+# spec.replicas through the scale subresource, only for sinks with spec.autoscaling.
+- apiGroups: ["lambdasink.dev"]
+  resources: ["lambdasinks/scale"]
+  verbs: ["patch"]
 # Only where OwnerReferencesPermissionEnforcement is on: the worker Deployment's ownerReference
 # has blockOwnerDeletion, which needs update on the owner's finalizers.
 - apiGroups: ["lambdasink.dev"]

@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only serializer,pipeline,latency,operator,memory,inflight,autoscale] ...`
+"""`python -m bench [--quick] [--only serializer,pipeline,...,inflight,autoscale] ...`
 
 Prints a Markdown table, writes bench/results/<UTC timestamp>.json and (unless --no-readme)
 replaces the results section of bench/README.md with the table.

@@ -116,6 +116,7 @@ class Handler(BaseHTTPRequestHandler):
             request_id,
             message_key="Message",
         )
+        return True
 
     def function_concurrency(self, method: str, url: urllib.parse.SplitResult) -> bool:
         """Reserved concurrency (concurrency.py); True when the request was one of those."""

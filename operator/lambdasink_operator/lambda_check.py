@@ -52,7 +52,7 @@ def own_credentials(sink: SinkConfig) -> str | None:
             f"awsCredentialPluginName {plugin} resolves the identity inside the worker; the "
             "operator reaches AWS only with the sink's own static keys, so it does not check"
         )
-    if sink.aws_access_key and sink.aws_secret_key:
+    if (sink.aws_access_key and sink.aws_secret_key) or sink.aws_credentials_directory:
         return None
     try:
         params = sink.credential_plugin_params

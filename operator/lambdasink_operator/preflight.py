@@ -275,9 +275,9 @@ class Preflight:
         for mount in plan.mounts:
             folder = tmp / mount.volume
             folder.mkdir(mode=0o700)
-            for key in mount.keys:
-                raw = value(spec.SecretKey(mount.secret, key))
-                path = folder / key
+            for entry in mount.items():
+                raw = value(spec.SecretKey(mount.secret, entry["key"]))
+                path = folder / entry["path"]
                 path.write_bytes(raw or b"")
                 path.chmod(0o600)
             text = text.replace(json.dumps(mount.mount_path)[1:-1], str(folder))

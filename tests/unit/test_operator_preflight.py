@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from lambdasink_operator.conditions import Workers
 from lambdasink_operator.pulsar_topics import PulsarAdminError
 from lambdasink_operator.reconcile import Reconciler
 from lambdasink_runtime.config import RuntimeConfig
-from lambdasink_runtime.config_sink import SinkConfig
+from lambdasink_runtime.config_sink import AWS_ACCESS_KEY_FILE, SinkConfig
 
 SETTINGS = r.Settings(
     synchronous=True,
@@ -256,7 +257,9 @@ def test_a_round_reports_warns_once_and_ready_follows(monkeypatch: pytest.Monkey
     answer = {"outcome": "not_found"}
 
     def fake_lambda(sink: SinkConfig) -> r.FunctionProbe:
-        seen.append(sink.aws_access_key)
+        # The operator mounts the credentials Secret as files, as the worker sees it.
+        key_file = Path(sink.aws_credentials_directory) / AWS_ACCESS_KEY_FILE
+        seen.append(key_file.read_text() if sink.aws_credentials_directory else sink.aws_access_key)
         return r.FunctionProbe(sink.lambda_function_name, answer["outcome"], "gone", None)
 
     def fake_topics(pulsar: Any, admin: Any = None) -> r.TopicProbe:

@@ -1,5 +1,5 @@
 """Backlog in status and autoscaling, end to end: chart → operator → Pulsar admin API (real
-broker) → spec.replicas through the scale subresource → worker pods (node agent) → the real
+broker) → spec.replicas through the scale subresource → worker pods (real kubelet) → the real
 Lambda handler. The gateway's added latency (a fake: the emulator has no such knob) keeps the
 backlog long enough for the scale-out to be seen."""
 
@@ -241,19 +241,9 @@ def test_scale_subresource_accepts_an_external_writer(product: Product, namespac
     assert status(product, namespace, "keda")["replicas"] == 2
 
 
-def _worker_port_free() -> bool:
-    """The node agent runs pods on this host: the one worker whose /status the operator reads
-    gets port 8081 only once earlier workers let it go."""
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", 8081)) != 0
-
-
 def test_no_scale_up_while_the_function_throttles(
     product: Product, namespace: str, lambda_functions: Any, lambda_faults: Any
 ) -> None:
-    wait_for("port 8081 free of earlier workers", _worker_port_free, 180)
     st = product.stack
     recorder = lambda_functions.recorder(concurrency=4)
     # Injected: the emulator cannot answer 429 on demand.

@@ -158,14 +158,15 @@ def test_sample_becomes_a_worker_deployment(
     assert "test" not in env["LAMBDASINK_CONFIG"]["value"].replace(
         "persistent", ""
     )  # no key material
-    assert env["LAMBDASINK_AWS_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
-        "name": "lambdasink-aws",
-        "key": "accessKeyId",
-    }
-    assert env["LAMBDASINK_AWS_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {
-        "name": "lambdasink-aws",
-        "key": "secretAccessKey",
-    }
+    # the AWS keys are files from the Secret (a rotation reaches the running worker), not env
+    assert "LAMBDASINK_AWS_ACCESS_KEY" not in env and "LAMBDASINK_AWS_SECRET_KEY" not in env
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    (aws_volume,) = [v for v in volumes.values() if "secret" in v]
+    assert aws_volume["secret"]["secretName"] == "lambdasink-aws"
+    assert {i["key"] for i in aws_volume["secret"]["items"]} == {"accessKeyId", "secretAccessKey"}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts[aws_volume["name"]]["mountPath"] == config["sink"]["awsCredentialsDirectory"]
+    assert mounts[aws_volume["name"]]["readOnly"] is True
     assert (
         container["ports"][0]["name"] == "http" and container["ports"][0]["containerPort"] == 8081
     )

@@ -46,3 +46,11 @@ def test_a_test_outside_its_layer_fails_collection(pytester: pytest.Pytester) ->
         ["*a test's folder and its marker disagree*"]
         + [f"*{f}/test_{f}_layer.py::test_one*" for f in [*DISAGREE, "e2e"]]
     )
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """The test folders are not packages, so pytest imports each file by its basename: two
+    files with one name stop the whole run's collection (it happened once, after a merge)."""
+    tests = Path(__file__).resolve().parents[1]
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

@@ -239,19 +239,11 @@ class Reconciler:
     ) -> tuple[list[Mapping[str, Any]], list[dict[str, Any]], Mapping[str, Any]] | None:
         """Merge conditions of a check outside the pass (pre-flight) into the status; patch
         only on a change. (old, merged, sink body), or None when the sink is gone."""
-        current = view.sink(namespace, name)
-        if current is None:
+        done = await self._merge_status(namespace, name, updates, {}, view)
+        if done is None:
             return None
-        state = self._state(namespace, name, _uid(current))
-        async with state.lock:
-            body = view.sink(namespace, name) or current
-            last = self._last_status(body, state)
-            old = list(last.get("conditions") or [])
-            merged = conditions.merge(old, updates, self.clock())
-            if merged != old:
-                await self.kube.patch_sink_status(namespace, name, {"conditions": merged})
-                state.status = {**last, "conditions": merged}
-            return old, merged, body
+        old, merged, body, _ = done
+        return list(old), merged, body
 
     async def report_status(
         self,
@@ -262,8 +254,21 @@ class Reconciler:
         view: View,
     ) -> list[dict[str, Any]] | None:
         """Merge condition `updates` and top-level `fields` into the sink's status (one merge
-        patch, only on a change), under the sink's lock. Returns the conditions as they were
-        before when patched (for Events), else None."""
+        patch, only on a change). Returns the conditions as they were before when patched (for
+        Events), else None."""
+        done = await self._merge_status(namespace, name, updates, fields, view)
+        return done[0] if done is not None and done[3] else None
+
+    async def _merge_status(
+        self,
+        namespace: str,
+        name: str,
+        updates: Sequence[Mapping[str, Any]],
+        fields: Mapping[str, Any],
+        view: View,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Mapping[str, Any], bool] | None:
+        """(old conditions, merged, sink body, patched) under the sink's lock; None when the
+        sink is gone. The one place status is written from outside the pass."""
         current = view.sink(namespace, name)
         if current is None:
             return None
@@ -274,10 +279,10 @@ class Reconciler:
             old = list(last.get("conditions") or [])
             merged = conditions.merge(old, updates, self.clock())
             if merged == old and all(last.get(k) == v for k, v in fields.items()):
-                return None
+                return old, merged, body, False
             await self.kube.patch_sink_status(namespace, name, {**fields, "conditions": merged})
             state.status = {**last, **fields, "conditions": merged}
-            return old
+            return old, merged, body, True
 
     # ------------------------------------------------------------------ what the pass reads
 
